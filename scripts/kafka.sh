@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1.
+#   scripts/kafka.sh fetch    resolve the pinned release from Maven Central into .kafka/lib
+#   scripts/kafka.sh start    fetch if needed, format storage once, start, wait until it answers (idempotent)
+#   scripts/kafka.sh stop     stop it and wait until the process is gone
+#   scripts/kafka.sh status   exit 0 when the broker answers
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_STATE_DIR (.kafka), KAFKA_HEAP (-Xmx1g).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+state="${KAFKA_STATE_DIR:-$root/.kafka}"
+port="${KAFKA_PORT:-9092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+lib="$state/lib"
+data="$state/data-$port"
+logs="$state/logs-$port"
+pidfile="$state/broker-$port.pid"
+props="$state/server-$port.properties"
+
+fetch() {
+  if [ -f "$lib/.complete" ]; then return 0; fi
+  mkdir -p "$lib"
+  echo "kafka: resolving the broker from Maven Central (scripts/kafka/pom.xml) ..." >&2
+  mvn -q -B -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$lib" -DincludeScope=runtime >&2
+  touch "$lib/.complete"
+}
+
+answers() {
+  # A TCP connect is not enough: the port opens before the broker has joined its controller.
+  # kafka-broker-api-versions would need another JVM start (~2 s); the Python probe is cheaper.
+  python3 - "$port" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    s.settimeout(2)
+    # ApiVersions v0 request: api_key=18, version=0, correlation_id=1, client_id="probe"
+    body = struct.pack(">hhih", 18, 0, 1, 5) + b"probe"
+    s.sendall(struct.pack(">i", len(body)) + body)
+    head = s.recv(4)
+    size = struct.unpack(">i", head)[0]
+    resp = b""
+    while len(resp) < size:
+        chunk = s.recv(size - len(resp))
+        if not chunk:
+            break
+        resp += chunk
+    sys.exit(0 if len(resp) >= 6 and struct.unpack(">h", resp[4:6])[0] == 0 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+running() {
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+start() {
+  if running && answers; then echo "kafka: already running on 127.0.0.1:$port" >&2; return 0; fi
+  fetch
+  mkdir -p "$data" "$logs"
+  cat > "$props" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$data
+num.partitions=4
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+  local cp="$lib/*"
+  local jvm=(java ${KAFKA_HEAP:--Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true
+             -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" -Dkafka.logs.dir="$logs" -cp "$cp")
+  if [ ! -f "$data/meta.properties" ]; then
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$(cat "$state/cluster-id" 2>/dev/null || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' | tee "$state/cluster-id")" \
+      -c "$props" --standalone >"$logs/format.log" 2>&1 || { cat "$logs/format.log" >&2; exit 1; }
+  fi
+  nohup "${jvm[@]}" kafka.Kafka "$props" >"$logs/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 120); do
+    if answers; then echo "kafka: up on 127.0.0.1:$port (pid $(cat "$pidfile"))" >&2; return 0; fi
+    if ! running; then echo "kafka: broker exited; see $logs" >&2; tail -20 "$logs/stdout.log" "$logs/server.log" >&2 || true; exit 1; fi
+    sleep 0.5
+  done
+  echo "kafka: broker did not answer within 60 s; see $logs" >&2
+  exit 1
+}
+
+stop() {
+  if ! running; then rm -f "$pidfile"; echo "kafka: not running" >&2; return 0; fi
+  local pid; pid="$(cat "$pidfile")"
+  kill "$pid"
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$pid" 2>/dev/null; then rm -f "$pidfile"; echo "kafka: stopped" >&2; return 0; fi
+    sleep 0.5
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  echo "kafka: killed after 30 s" >&2
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) running && answers ;;
+  *) echo "usage: $0 {fetch|start|stop|status}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,56 @@
+"""The parsed event: what every input format is reduced to before any privacy transform runs.
+
+A parser turns one raw record (bytes) into one or more :class:`Event` (an rsyslog
+``message repeated N times`` line expands to N). Fields hold *raw* values (the client IP, the full
+URL with its query): they exist only between the parser and the transforms and are never
+serialized. The output records are built from them by the policy (see ``transforms.policy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    HTTP = "http"  # a web access-log request
+    SSH = "ssh"  # an sshd authentication event
+
+
+class SshOutcome(StrEnum):
+    FAILED = "failed"  # "Failed password for [invalid user] X from IP"
+    ACCEPTED = "accepted"  # "Accepted password|publickey for X from IP"
+    INVALID_USER = "invalid_user"  # "Invalid user X from IP" (no password tried yet)
+    AUTH_FAILURE = "auth_failure"  # pam_unix "authentication failure; ... rhost=IP user=X"
+    DISCONNECT = "disconnect"  # preauth disconnects / "Received disconnect from IP"
+    OTHER = "other"  # any other sshd line that names a client IP
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One request or authentication attempt, with raw values, as read from a record."""
+
+    kind: EventKind
+    source_ip: str  # the client address as text (after X-Forwarded-For resolution), not yet validated
+    # event time (timezone-aware UTC): from the record, or the ingest time when the record's is missing or
+    # implausible, in which case time_flag says why
+    time: datetime
+    # web access fields
+    method: str | None = None
+    url: str | None = None  # request target as logged: path and query, possibly absolute-URI
+    http_version: str | None = None  # e.g. "HTTP/1.1"
+    status: int | None = None
+    bytes_sent: int | None = None
+    referrer: str | None = None
+    user_agent: str | None = None
+    # identity found in the record: a username, user id or e-mail address (pseudonymized, never kept)
+    user: str | None = None
+    # sshd fields
+    ssh_outcome: SshOutcome | None = None
+    ssh_method: str | None = None  # "password", "publickey", ...
+    invalid_user: bool = False  # the username did not exist on the host
+    # provenance
+    format: str = ""  # "ecs_json", "flat_json", "apache_combined", "sshd_syslog", ...
+    time_flag: str | None = None  # None, or why ingest time was used: "missing", "unparseable", "implausible"
+    extra: dict[str, str] = field(default_factory=dict)  # parser-specific hints, never raw personal data
