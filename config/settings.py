@@ -1,0 +1,92 @@
+"""Deployment settings (where things are), read once from ``PSEUDO_*`` environment variables.
+
+The *policy* (what is kept) lives in a policy file; these settings say where the broker, topics, key
+file, geo databases and state are. Secrets are ``SecretStr`` and print masked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from transforms.errors import ConfigError
+
+ENV_PREFIX = "PSEUDO_"
+DAY_MS = 86_400_000
+
+
+class TopicSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(ge=1, le=1024)
+    retention_ms: int = Field(ge=-1)
+
+
+class Settings(BaseModel):
+    """Validated once at start-up; ``from_env`` reads ``PSEUDO_<FIELD NAME IN UPPER CASE>``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = Field("pseudonymizer", pattern=r"^[A-Za-z0-9._-]+$")
+    # Topics. Retention per purpose: raw input is personal data (short); quarantine long enough to fix
+    # a parser and replay; analytics/abuse as long as their consumers need them.
+    input_topic: str = "logs.raw"
+    analytics_topic: str = "logs.analytics"
+    abuse_topic: str = "logs.abuse"
+    quarantine_topic: str = "logs.quarantine"
+    partitions: int = Field(4, ge=1, le=1024)
+    input_retention_days: float = Field(1, gt=0)
+    analytics_retention_days: float = Field(30, gt=0)
+    abuse_retention_days: float = Field(90, gt=0)
+    quarantine_retention_days: float = Field(7, gt=0)
+    # Keys: a file path (0600) or the keyring JSON itself (for secret managers that inject env vars).
+    keys_file: Path | None = None
+    keys: SecretStr | None = None
+    policy: Path | None = None
+    geo_city_db: Path | None = None
+    geo_asn_db: Path | None = None
+    data_dir: Path = Path("var/worker")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
+    log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")
+    stats_interval_s: float = Field(30.0, gt=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            where = ", ".join(
+                sorted({ENV_PREFIX + ".".join(str(p) for p in e["loc"]).upper() for e in exc.errors()})
+            )
+            raise ConfigError(f"invalid setting(s): {where}") from None
+
+    def topic_specs(self) -> list[TopicSpec]:
+        def spec(name: str, days: float) -> TopicSpec:
+            return TopicSpec(name=name, partitions=self.partitions, retention_ms=int(days * DAY_MS))
+
+        return [
+            spec(self.input_topic, self.input_retention_days),
+            spec(self.analytics_topic, self.analytics_retention_days),
+            spec(self.abuse_topic, self.abuse_retention_days),
+            spec(self.quarantine_topic, self.quarantine_retention_days),
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port[,host:port]`` for plain Kafka clients (faust takes the ``kafka://`` URL)."""
+        return ",".join(part.removeprefix("kafka://") for part in self.broker.split(";"))
+
+
+ENV_VARS: frozenset[str] = frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)

@@ -1,0 +1,300 @@
+"""``pseudonymizer``: the worker, the file mode, key management, look-ups, quarantine and the demo.
+
+Configuration errors exit with status 2 and a one-paragraph message (no stack trace, no secrets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from config.settings import Settings
+from transforms.errors import ConfigError, PseudonymizerError, RecordError
+
+SUBCOMMANDS = ("worker", "generate", "process", "lookup", "keys", "quarantine", "demo", "transforms")
+
+log = logging.getLogger("pseudonymizer")
+
+
+def _iso(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        broker=getattr(args, "broker", None),
+        geo_city_db=getattr(args, "geo_city", None),
+        geo_asn_db=getattr(args, "geo_asn", None),
+    )
+
+
+# --- worker ------------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from pipeline.app import create_app
+    from pipeline.runtime import build_runtime
+    from pipeline.topics import ensure_topics
+
+    settings = _settings(args)
+    runtime = build_runtime(settings, keys_path=args.keys, policy_path=args.policy)
+    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = create_app(runtime)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+# --- generate ----------------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pipeline.topics import ensure_topics
+    from pipeline.traffic import generate, produce
+
+    settings = _settings(args)
+    topic = args.topic or settings.input_topic
+    records = generate(args.count, seed=args.seed, events_per_second=args.rate or 50.0)
+
+    async def run() -> int:
+        await ensure_topics(settings.bootstrap, settings.topic_specs())
+        return await produce(settings.bootstrap, topic, records, rate=args.rate)
+
+    sent = asyncio.run(run())
+    print(f"generate: sent {sent} records to {topic}", file=sys.stderr)
+    return 0
+
+
+# --- process (file mode) -----------------------------------------------------------------------------
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from pipeline.filemode import process_files
+    from pipeline.runtime import build_runtime
+
+    runtime = build_runtime(_settings(args), keys_path=args.keys, policy_path=args.config)
+    summary = process_files(runtime, args.inputs, args.out, ingest_time=args.ingest_time)
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
+# --- lookup ------------------------------------------------------------------------------------------
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file
+    from transforms.ip import parse_ip
+    from transforms.keyring import Purpose
+    from transforms.pseudonymize import BeyondRetention, Pseudonymizer
+
+    pseudonymizer = Pseudonymizer(read_keyring_file(args.keys), Purpose(args.purpose))
+    status = 0
+    for text in args.ips:
+        try:
+            print(f"{text}\t{pseudonymizer.ip(parse_ip(text).packed, args.at.timestamp())}")
+        except RecordError:
+            print(f"lookup: not an IP address: {text}", file=sys.stderr)
+            status = 1
+        except BeyondRetention:
+            print(f"lookup: the key of that time has been destroyed (pruned): {text}", file=sys.stderr)
+            status = 1
+    return status
+
+
+# --- keys --------------------------------------------------------------------------------------------
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from pipeline.keystore import write_keyring
+    from transforms.keyring import generate_keyring
+
+    keyring = generate_keyring(valid_from=args.valid_from)
+    write_keyring(keyring, args.out, overwrite=args.force)
+    print(f"keys: wrote keyring {keyring.id} to {args.out} (mode 0600); keep it secret, back it up", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_prune(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file, write_keyring
+    from transforms.keyring import Purpose, prune_keyring
+
+    keyring = read_keyring_file(args.keys)
+    now = args.now or datetime.now(UTC)
+    keep_from = {
+        Purpose.ANALYTICS: now - timedelta(days=args.analytics_days),
+        Purpose.SECURITY: now - timedelta(days=args.security_days),
+    }
+    pruned = prune_keyring(keyring, keep_from)
+    write_keyring(pruned, args.keys, overwrite=True)
+    for purpose, chain in pruned.chains.items():
+        before = keyring.chains[purpose].epoch
+        start = datetime.fromtimestamp(chain.epoch * chain.period_s, UTC)
+        print(
+            f"keys: {purpose.value}: destroyed {chain.epoch - before} epoch key(s); oldest kept epoch starts {start:%F}",
+            file=sys.stderr,
+        )
+    print("keys: restart workers so that no process keeps the destroyed keys in memory", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file
+
+    keyring = read_keyring_file(args.keys)
+    info = {
+        "id": keyring.id,
+        "created": keyring.created.isoformat(),
+        "chains": {
+            p.value: {
+                "period_days": c.period_s / 86400,
+                "oldest_epoch_start": datetime.fromtimestamp(c.epoch * c.period_s, UTC).strftime("%F"),
+            }
+            for p, c in keyring.chains.items()
+        },
+        "quarantine_keys": [k.id for k in keyring.quarantine_keys],
+    }
+    print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+# --- quarantine --------------------------------------------------------------------------------------
+
+
+def cmd_quarantine_decrypt(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file
+    from transforms.quarantine import associated_data, unseal
+
+    keyring = read_keyring_file(args.keys)
+    handle = sys.stdin.buffer if str(args.input) == "-" else open(args.input, "rb")  # noqa: SIM115
+    with handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            record = orjson.loads(line)
+            source = record["source"]
+            aad = associated_data(source["topic"], source["partition"], source["offset"])
+            payload = unseal(keyring, record["payload"], aad)
+            out = {"reason": record["reason"], "field": record.get("field"), "source": source}
+            out["payload"] = payload.decode("utf-8", "backslashreplace")
+            print(orjson.dumps(out).decode())
+    return 0
+
+
+# --- demo / transforms -------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_transforms(args: argparse.Namespace) -> int:
+    from transforms.registry import TRANSFORMS
+
+    for name, spec in sorted(TRANSFORMS.items()):
+        fields = ", ".join(spec.params.model_fields) or "-"
+        print(f"{name:22} {spec.doc}  [params: {fields}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pseudonymizer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def geo_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--geo-city", type=Path, help="City/Country MMDB (default: PSEUDO_GEO_CITY_DB)")
+        p.add_argument("--geo-asn", type=Path, help="ASN MMDB (default: PSEUDO_GEO_ASN_DB)")
+
+    p = sub.add_parser("worker", help="run the stream worker (faust)")
+    p.add_argument("--keys", type=Path, help="keyring file (default: PSEUDO_KEYS_FILE / PSEUDO_KEYS)")
+    p.add_argument("--policy", type=Path, help="policy file (default: PSEUDO_POLICY or config/policy.toml)")
+    p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
+    geo_flags(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("generate", help="produce sample traffic to the input topic")
+    p.add_argument("--broker")
+    p.add_argument("--topic")
+    p.add_argument("--count", type=int, default=2000)
+    p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("process", help="file mode: process log files into DIR/{analytics,abuse,quarantine}.jsonl")
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--config", type=Path, help="policy file (default: config/policy.toml)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--ingest-time", type=_iso, help="ingest time to assume (default: now)")
+    geo_flags(p)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="log files, or - for standard input")
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("lookup", help="print the pseudonym that records of a given time carry for each IP")
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--purpose", choices=["analytics", "security"], required=True)
+    p.add_argument("--at", type=_iso, required=True, help="ISO-8601 time of the records")
+    p.add_argument("ips", nargs="+", metavar="IP")
+    p.set_defaults(func=cmd_lookup)
+
+    keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("generate", help="write a new keyring (mode 0600)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--valid-from", type=_iso, default=datetime(2000, 1, 1, tzinfo=UTC))
+    p.set_defaults(func=cmd_keys_generate)
+    p = keys.add_parser("prune", help="destroy the keys of expired epochs (crypto-shredding)")
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--analytics-days", type=float, default=90, help="keep this many days of analytics epochs")
+    p.add_argument("--security-days", type=float, default=365, help="keep this many days of security epochs")
+    p.add_argument("--now", type=_iso, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_keys_prune)
+    p = keys.add_parser("show", help="key ids and retained epochs (never secret material)")
+    p.add_argument("--keys", type=Path, required=True)
+    p.set_defaults(func=cmd_keys_show)
+
+    quarantine = sub.add_parser("quarantine", help="quarantine tools").add_subparsers(
+        dest="quarantine_command", required=True
+    )
+    p = quarantine.add_parser("decrypt", help="decrypt quarantined records (JSON lines) for an operator")
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("input", type=Path, help="quarantine JSONL file, or - for standard input")
+    p.set_defaults(func=cmd_quarantine_decrypt)
+
+    p = sub.add_parser("demo", help="start a local broker, the worker and sample traffic; show live output")
+    p.add_argument("--count", type=int, default=3000)
+    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when traffic ends)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("transforms", help="list the transforms a policy can name")
+    p.set_defaults(func=cmd_transforms)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (ConfigError, PseudonymizerError) as exc:
+        print(f"pseudonymizer: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

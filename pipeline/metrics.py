@@ -1,0 +1,63 @@
+"""Counters the worker exposes: every input record is counted in exactly one route, with its reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from transforms.process import Outcome, Route
+
+
+class RouteCounters:
+    """In-process counters (bounded label sets: routes and reason codes, never data)."""
+
+    def __init__(self) -> None:
+        self.input = 0
+        self.routes: Counter[str] = Counter()
+        self.reasons: Counter[tuple[str, str]] = Counter()
+        self.analytics_records = 0
+        self.abuse_records = 0
+
+    def count(self, outcome: Outcome) -> None:
+        self.input += 1
+        self.routes[outcome.route.value] += 1
+        if outcome.reason is not None:
+            self.reasons[(outcome.route.value, outcome.reason)] += 1
+        self.analytics_records += len(outcome.analytics)
+        self.abuse_records += len(outcome.abuse)
+
+    def summary(self) -> dict[str, Any]:
+        """The file mode's ``summary.json`` shape: input == analytics + quarantine + filtered (records)."""
+        return {
+            "input": self.input,
+            "analytics": self.routes[Route.ANALYTICS.value],
+            "abuse": self.abuse_records,
+            "quarantine": self.routes[Route.QUARANTINE.value],
+            "filtered": self.routes[Route.FILTERED.value],
+            "analytics_records": self.analytics_records,
+            "reasons": {f"{route}:{reason}": n for (route, reason), n in sorted(self.reasons.items())},
+        }
+
+    def prometheus(self, app_id: str) -> str:
+        lines = [
+            "# HELP pseudonymizer_input_records_total Input records read.",
+            "# TYPE pseudonymizer_input_records_total counter",
+            f'pseudonymizer_input_records_total{{app="{app_id}"}} {self.input}',
+            "# HELP pseudonymizer_routed_records_total Input records by route and reason.",
+            "# TYPE pseudonymizer_routed_records_total counter",
+        ]
+        for route in Route:
+            reasons = {r: n for (rt, r), n in self.reasons.items() if rt == route.value}
+            if not reasons:
+                n = self.routes[route.value]
+                lines.append(f'pseudonymizer_routed_records_total{{app="{app_id}",route="{route.value}"}} {n}')
+            for reason, n in sorted(reasons.items()):
+                lines.append(
+                    f'pseudonymizer_routed_records_total{{app="{app_id}",route="{route.value}",reason="{reason}"}} {n}'
+                )
+        lines += [
+            "# TYPE pseudonymizer_output_records_total counter",
+            f'pseudonymizer_output_records_total{{app="{app_id}",topic="analytics"}} {self.analytics_records}',
+            f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse"}} {self.abuse_records}',
+        ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,152 @@
+"""Keyed-hash pseudonyms: known answers, purpose separation, rotation by event time, crypto-shredding."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.transforms.keyfixtures import fixed_keyring
+from transforms.keyring import (
+    Purpose,
+    dump_keyring,
+    generate_keyring,
+    parse_keyring,
+    prune_keyring,
+)
+from transforms.pseudonymize import BeyondRetention, Pseudonymizer
+
+MAY_17_2015 = datetime(2015, 5, 17, 10, 5, 3, tzinfo=UTC).timestamp()
+IP_83 = bytes([83, 149, 9, 216])
+
+
+def _reference(secret: bytes, first_epoch: int, epoch: int, tagged: bytes) -> str:
+    """An independent re-implementation of the documented derivation (module docstring of keyring)."""
+    state = secret
+    for _ in range(epoch - first_epoch):
+        state = hmac.new(state, b"pseudonymizer/v1/next", hashlib.sha256).digest()
+    key = hmac.new(state, b"pseudonymizer/v1/hmac", hashlib.sha256).digest()
+    digest = hmac.new(key, tagged, hashlib.sha256).digest()
+    return base64.b32encode(digest[:17]).decode()[:26].lower()
+
+
+# (purpose, value kind, input, expected pseudonym) pinned with the fixed test keyring: a change in the
+# derivation breaks every stored pseudonym and every lookup, so it must break these first.
+KNOWN_ANSWERS = [
+    # analytics: daily epoch of 2015-05-17
+    (Purpose.ANALYTICS, "ip", IP_83, "a-testkeys-20150517-"),
+    # security: the 30-day epoch containing 2015-05-17 starts 2015-05-04
+    (Purpose.SECURITY, "ip", IP_83, "s-testkeys-20150504-"),
+]
+
+
+@pytest.mark.parametrize(("purpose", "kind", "value", "key_id"), KNOWN_ANSWERS)
+def test_pseudonym_matches_the_documented_derivation(purpose: Purpose, kind: str, value: bytes, key_id: str) -> None:
+    keyring = fixed_keyring()
+    chain = keyring.chains[purpose]
+    secret = base64.urlsafe_b64decode(chain.secret.get_secret_value() + "=")
+    epoch = int(MAY_17_2015 // chain.period_s)
+    expected = key_id + _reference(secret, chain.epoch, epoch, b"ip:" + value)
+    assert Pseudonymizer(keyring, purpose).ip(value, MAY_17_2015) == expected
+
+
+def test_pinned_known_answer() -> None:
+    """A literal vector, so that the reference above and the implementation cannot drift together."""
+    assert Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS).ip(IP_83, MAY_17_2015) == (
+        "a-testkeys-20150517-" + PINNED_ANALYTICS_DIGEST
+    )
+
+
+PINNED_ANALYTICS_DIGEST = "44vjesw4zbdp2wx2bpwnfklchg"
+
+
+def test_analytics_and_security_pseudonyms_of_one_ip_differ() -> None:
+    keyring = fixed_keyring()
+    a = Pseudonymizer(keyring, Purpose.ANALYTICS).ip(IP_83, MAY_17_2015)
+    s = Pseudonymizer(keyring, Purpose.SECURITY).ip(IP_83, MAY_17_2015)
+    assert a.split("-")[-1] != s.split("-")[-1]
+
+
+def test_analytics_pseudonym_rotates_daily_and_security_pseudonym_is_stable_within_its_epoch() -> None:
+    keyring = fixed_keyring()
+    analytics = Pseudonymizer(keyring, Purpose.ANALYTICS)
+    security = Pseudonymizer(keyring, Purpose.SECURITY)
+    next_day = MAY_17_2015 + 86_400
+    assert analytics.ip(IP_83, MAY_17_2015) != analytics.ip(IP_83, next_day)
+    assert security.ip(IP_83, MAY_17_2015) == security.ip(IP_83, next_day)
+    # same day, different time: same pseudonym (unique visitors per day can be counted)
+    assert analytics.ip(IP_83, MAY_17_2015) == analytics.ip(IP_83, MAY_17_2015 + 3600)
+
+
+def test_domains_are_separated() -> None:
+    pz = Pseudonymizer(fixed_keyring(), Purpose.SECURITY)
+    assert pz.ip(b"root", MAY_17_2015).split("-")[-1] != pz.user("root", MAY_17_2015).split("-")[-1]
+
+
+def test_user_pseudonyms_ignore_case_and_surrounding_space() -> None:
+    pz = Pseudonymizer(fixed_keyring(), Purpose.SECURITY)
+    assert pz.user(" Alice@Example.com", MAY_17_2015) == pz.user("alice@example.com", MAY_17_2015)
+
+
+def test_visitor_depends_on_user_agent() -> None:
+    pz = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS)
+    assert pz.visitor(IP_83, "Firefox", MAY_17_2015) != pz.visitor(IP_83, "Chrome", MAY_17_2015)
+
+
+def test_pruned_epochs_cannot_be_derived_and_later_ones_are_unchanged() -> None:
+    keyring = fixed_keyring()
+    before = Pseudonymizer(keyring, Purpose.ANALYTICS)
+    pruned = prune_keyring(keyring, {Purpose.ANALYTICS: datetime(2015, 5, 18, tzinfo=UTC)})
+    after = Pseudonymizer(parse_keyring(dump_keyring(pruned)), Purpose.ANALYTICS)
+    with pytest.raises(BeyondRetention):
+        after.ip(IP_83, MAY_17_2015)
+    later = MAY_17_2015 + 2 * 86_400
+    assert after.ip(IP_83, later) == before.ip(IP_83, later)
+    # security chain untouched
+    assert pruned.chains[Purpose.SECURITY] == keyring.chains[Purpose.SECURITY]
+
+
+def test_pruning_backwards_is_a_no_op() -> None:
+    keyring = fixed_keyring()
+    assert prune_keyring(keyring, {Purpose.ANALYTICS: datetime(1999, 1, 1, tzinfo=UTC)}) == keyring
+
+
+def test_events_before_the_keyring_are_beyond_retention() -> None:
+    keyring = generate_keyring(valid_from=datetime(2020, 1, 1, tzinfo=UTC))
+    with pytest.raises(BeyondRetention):
+        Pseudonymizer(keyring, Purpose.ANALYTICS).ip(IP_83, MAY_17_2015)
+
+
+def test_two_generated_keyrings_give_unrelated_pseudonyms() -> None:
+    a = Pseudonymizer(generate_keyring(), Purpose.ANALYTICS).ip(IP_83, MAY_17_2015)
+    b = Pseudonymizer(generate_keyring(), Purpose.ANALYTICS).ip(IP_83, MAY_17_2015)
+    assert a.split("-")[-1] != b.split("-")[-1]
+
+
+@given(
+    st.binary(min_size=4, max_size=4) | st.binary(min_size=16, max_size=16),
+    st.floats(min_value=946_684_800, max_value=4_102_444_800),
+)
+def test_pseudonym_never_contains_the_input_and_has_a_fixed_shape(packed: bytes, when: float) -> None:
+    pseudonym = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS).ip(packed, when)
+    prefix, keyring_id, day, digest = pseudonym.split("-")
+    assert (prefix, keyring_id, len(day), len(digest)) == ("a", "testkeys", 8, 26)
+    assert packed.hex() not in pseudonym
+    assert ".".join(str(b) for b in packed) not in pseudonym
+
+
+def test_keyring_repr_and_json_errors_never_show_secrets() -> None:
+    keyring = generate_keyring()
+    secret = keyring.chains[Purpose.ANALYTICS].secret.get_secret_value()
+    assert secret not in repr(keyring)
+    assert secret not in str(keyring.model_dump())
+    assert secret in dump_keyring(keyring).decode()  # only the file writer reveals it
+    broken = dump_keyring(keyring).decode().replace('"format"', '"formt"')
+    with pytest.raises(Exception, match="invalid at") as caught:
+        parse_keyring(broken)
+    assert secret not in str(caught.value)

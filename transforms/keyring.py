@@ -1,0 +1,240 @@
+"""The keyring: per-purpose rotating HMAC keys with crypto-shredding, and the quarantine key.
+
+Design (why it looks like this):
+
+* A random 256-bit master secret is drawn once at generation and expanded with HKDF-SHA256 into one
+  independent *chain root* per purpose (``analytics``, ``security``). The master is then discarded:
+  keeping it would let anyone re-derive every epoch, which would make retention by key destruction
+  impossible.
+* Each purpose has a rotation period (daily for analytics, 30 days for security by default). Epoch
+  ``n`` covers ``[n * period, (n + 1) * period)`` seconds since the Unix epoch, so epochs are chosen
+  by *event* time and a replay of the same logs yields the same pseudonyms.
+* The chain is a one-way ratchet: ``chain[n + 1] = HMAC(chain[n], "next")``. The keyring stores the
+  chain state of the oldest retained epoch only. Every later epoch can be derived from it; no earlier
+  one can. ``prune`` advances the stored state and thereby destroys (crypto-shreds) older epochs:
+  after that nobody, the operator included, can recompute or look up their pseudonyms.
+* The HMAC key of an epoch is ``HMAC(chain[n], "hmac")``, not the chain state itself, so a leaked
+  per-epoch key does not reveal later epochs.
+* Quarantined payloads are sealed with AES-256-GCM under separate random keys (not derived from the
+  chains), so a quarantine key holder learns nothing about pseudonyms and vice versa.
+
+Secret material is held in ``SecretStr`` fields: ``repr``/``str`` of every model here print it masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from transforms.errors import KeyringError
+
+KEYRING_FORMAT: Literal["pseudonymizer-keyring/1"] = "pseudonymizer-keyring/1"
+KEY_BYTES = 32
+DAY_S = 86_400
+
+
+class Purpose(StrEnum):
+    """Why a pseudonym exists; each purpose has its own unlinkable key chain."""
+
+    ANALYTICS = "analytics"
+    SECURITY = "security"
+
+
+DEFAULT_PERIODS_S: dict[Purpose, int] = {Purpose.ANALYTICS: DAY_S, Purpose.SECURITY: 30 * DAY_S}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise KeyringError(f"keyring: {what} is not base64url") from None
+    if len(raw) != KEY_BYTES:
+        raise KeyringError(f"keyring: {what} must be {KEY_BYTES} bytes")
+    return raw
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PurposeChain(_Frozen):
+    """The ratchet state of one purpose: the chain key of ``epoch``, the oldest epoch still derivable."""
+
+    period_s: int = Field(gt=0)
+    epoch: int = Field(ge=0)
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _is_key(cls, value: SecretStr) -> SecretStr:
+        _unb64(value.get_secret_value(), "chain secret")
+        return value
+
+
+class SymmetricKey(_Frozen):
+    """A random AES-256 key with an id (quarantine sealing)."""
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    created: datetime
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _is_key(cls, value: SecretStr) -> SecretStr:
+        _unb64(value.get_secret_value(), "symmetric key")
+        return value
+
+    def material(self) -> bytes:
+        return _unb64(self.secret.get_secret_value(), "symmetric key")
+
+
+class Keyring(_Frozen):
+    """The keyring file's content. Validate with :func:`parse_keyring`; serialize with :func:`dump_keyring`."""
+
+    format: Literal["pseudonymizer-keyring/1"]
+    id: str = Field(min_length=4, max_length=16, pattern=r"^[a-z0-9]+$")
+    created: datetime
+    chains: dict[Purpose, PurposeChain]
+    quarantine_keys: list[SymmetricKey] = Field(min_length=1)
+
+    @field_validator("chains")
+    @classmethod
+    def _all_purposes(cls, value: dict[Purpose, PurposeChain]) -> dict[Purpose, PurposeChain]:
+        missing = [p.value for p in Purpose if p not in value]
+        if missing:
+            raise ValueError(f"missing key chain for purpose(s): {', '.join(missing)}")
+        return value
+
+    def quarantine_key(self, key_id: str | None = None) -> SymmetricKey:
+        """The newest quarantine key, or the one named ``key_id``."""
+        if key_id is None:
+            return self.quarantine_keys[-1]
+        for key in self.quarantine_keys:
+            if key.id == key_id:
+                return key
+        raise KeyringError(f"keyring: no quarantine key with id {key_id!r}")
+
+
+def generate_keyring(
+    *,
+    now: datetime | None = None,
+    valid_from: datetime = datetime(2000, 1, 1, tzinfo=UTC),
+    periods_s: dict[Purpose, int] | None = None,
+) -> Keyring:
+    """Draw a fresh keyring. Epochs from ``valid_from`` on are derivable (older logs cannot be pseudonymized)."""
+    now = now or datetime.now(UTC)
+    periods = {**DEFAULT_PERIODS_S, **(periods_s or {})}
+    keyring_id = secrets.token_hex(4)
+    master = os.urandom(KEY_BYTES)
+    chains = {}
+    for purpose, period in periods.items():
+        root = HKDF(
+            algorithm=hashes.SHA256(),
+            length=KEY_BYTES,
+            salt=keyring_id.encode(),
+            info=f"pseudonymizer/v1/chain/{purpose.value}".encode(),
+        ).derive(master)
+        first_epoch = int(valid_from.timestamp()) // period
+        chains[purpose] = PurposeChain(period_s=period, epoch=first_epoch, secret=SecretStr(_b64(root)))
+    del master  # deliberately never stored: see the module docstring
+    quarantine = SymmetricKey(id=f"q{now:%Y%m%d}", created=now, secret=SecretStr(_b64(os.urandom(KEY_BYTES))))
+    return Keyring(format=KEYRING_FORMAT, id=keyring_id, created=now, chains=chains, quarantine_keys=[quarantine])
+
+
+def parse_keyring(data: bytes | str) -> Keyring:
+    """Validate keyring JSON. Errors name the field, never echo a value (it may be secret)."""
+    try:
+        return Keyring.model_validate_json(data)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in err["loc"]) or "(root)" for err in exc.errors()})
+        raise KeyringError(f"keyring is invalid at: {', '.join(fields)}") from None
+
+
+def dump_keyring(keyring: Keyring) -> bytes:
+    """Serialize with the secrets revealed: only for writing the 0600 keyring file."""
+    payload = keyring.model_dump(mode="json")
+    for name, chain in keyring.chains.items():
+        payload["chains"][name.value]["secret"] = chain.secret.get_secret_value()
+    for index, key in enumerate(keyring.quarantine_keys):
+        payload["quarantine_keys"][index]["secret"] = key.secret.get_secret_value()
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _next_chain(state: bytes) -> bytes:
+    return hmac.new(state, b"pseudonymizer/v1/next", hashlib.sha256).digest()
+
+
+def _epoch_hmac_key(state: bytes) -> bytes:
+    return hmac.new(state, b"pseudonymizer/v1/hmac", hashlib.sha256).digest()
+
+
+class EpochKeys:
+    """Derives the HMAC key of any retained epoch of one purpose, caching what it derived."""
+
+    def __init__(self, chain: PurposeChain) -> None:
+        self.period_s = chain.period_s
+        self.first_epoch = chain.epoch
+        self._root = _unb64(chain.secret.get_secret_value(), "chain secret")
+        self._state_epoch = chain.epoch
+        self._state = self._root
+        self._keys: dict[int, bytes] = {}
+
+    def epoch_of(self, unix_seconds: float) -> int:
+        return int(unix_seconds // self.period_s)
+
+    def epoch_start(self, epoch: int) -> datetime:
+        return datetime.fromtimestamp(epoch * self.period_s, UTC)
+
+    def key(self, epoch: int) -> bytes | None:
+        """The epoch's HMAC key, or ``None`` when the epoch has been shredded (or predates the keyring)."""
+        cached = self._keys.get(epoch)
+        if cached is not None:
+            return cached
+        if epoch < self.first_epoch:
+            return None
+        if epoch < self._state_epoch:
+            # Asked for an older epoch than the newest derived so far: restart the ratchet from the
+            # stored state (one HMAC per epoch, so even decades of daily epochs take milliseconds).
+            self._state_epoch, self._state = self.first_epoch, self._root
+        while self._state_epoch < epoch:
+            self._state = _next_chain(self._state)
+            self._state_epoch += 1
+        derived = _epoch_hmac_key(self._state)
+        if len(self._keys) >= 4096:  # bounded: a replay over decades must not grow without limit
+            self._keys.clear()
+        self._keys[epoch] = derived
+        return derived
+
+
+def prune_keyring(keyring: Keyring, keep_from: dict[Purpose, datetime]) -> Keyring:
+    """Advance each named purpose's ratchet to the epoch containing ``keep_from[purpose]``.
+
+    Every older epoch of that purpose is destroyed: the returned keyring cannot derive it, and neither
+    can anything else once the old file is gone. Moving backwards is impossible and is a no-op.
+    """
+    chains = dict(keyring.chains)
+    for purpose, when in keep_from.items():
+        chain = chains[purpose]
+        target = int(when.timestamp()) // chain.period_s
+        if target <= chain.epoch:
+            continue
+        state = _unb64(chain.secret.get_secret_value(), "chain secret")
+        for _ in range(target - chain.epoch):
+            state = _next_chain(state)
+        chains[purpose] = PurposeChain(period_s=chain.period_s, epoch=target, secret=SecretStr(_b64(state)))
+    return keyring.model_copy(update={"chains": chains})

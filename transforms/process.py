@@ -1,0 +1,151 @@
+"""The composed record processor: raw bytes in, routed outputs out. Shared by the stream and file modes.
+
+Every raw record ends in exactly one :class:`Route`: ``analytics`` (at least one minimized record),
+``quarantine`` (a :class:`~transforms.errors.RecordError` with its reason code) or ``filtered`` (by
+policy, with a reason). Abuse records are a side output: a record may produce abuse events whatever
+its route, except quarantine. Processing fails closed: any unexpected exception while transforming
+quarantines the record with ``transform_failed`` instead of letting a half-minimized record out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from transforms.errors import Reason, RecordError
+from transforms.geo import GeoLocator
+from transforms.ip import parse_ip
+from transforms.keyring import Keyring, Purpose
+from transforms.model import Event
+from transforms.parse import build_parser
+from transforms.policy import OutputPolicy, Policy
+from transforms.pseudonymize import BeyondRetention, Pseudonymizer
+from transforms.registry import TRANSFORMS, BuildContext, FieldFn, Subject
+from transforms.signals import Signal, SignalDetector
+from transforms.useragent import UserAgentReducer
+
+ANALYTICS_SCHEMA = "analytics/1"
+ABUSE_SCHEMA = "abuse/1"
+
+
+class Route(StrEnum):
+    ANALYTICS = "analytics"
+    QUARANTINE = "quarantine"
+    FILTERED = "filtered"
+
+
+class FilterReason(StrEnum):
+    NO_CLIENT_EVENT = "no_client_event"  # recognized line without a client (e.g. "session closed")
+    KIND_NOT_IN_ANALYTICS = "kind_not_in_analytics"  # e.g. sshd events are not web analytics
+    BEYOND_RETENTION = "beyond_retention"  # the epoch key was shredded: the record must not be kept
+
+
+@dataclass(slots=True)
+class Outcome:
+    route: Route
+    reason: str | None = None  # quarantine reason code or filter reason
+    field: str | None = None  # for quarantine: the field name that failed, never its value
+    analytics: list[dict[str, Any]] = field(default_factory=list)
+    abuse: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _OutputBuilder:
+    """Builds one output's nested record from its prebuilt field callables."""
+
+    def __init__(self, policy: OutputPolicy, ctx: BuildContext) -> None:
+        self.kinds = frozenset(policy.kinds)
+        self._fields: list[tuple[tuple[str, ...], FieldFn]] = []
+        for spec in policy.fields:
+            transform = TRANSFORMS[spec.transform]
+            fn = transform.build(transform.params.model_validate(spec.params), ctx)
+            self._fields.append((tuple(spec.name.split(".")), fn))
+
+    def __call__(self, subject: Subject, base: dict[str, Any]) -> dict[str, Any]:
+        record = base
+        for path, fn in self._fields:
+            value = fn(subject)
+            if value is None:
+                continue
+            target = record
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        return record
+
+
+class RecordProcessor:
+    """Parse, validate, pseudonymize, minimize and route one raw record. Build once, call per record."""
+
+    def __init__(
+        self,
+        parse: Callable[[bytes, datetime], list[Event]],
+        analytics: _OutputBuilder,
+        abuse: _OutputBuilder,
+        detect: SignalDetector,
+    ) -> None:
+        self._parse = parse
+        self._analytics = analytics
+        self._abuse = abuse
+        self._detect = detect
+
+    @classmethod
+    def build(cls, policy: Policy, keyring: Keyring, geo: GeoLocator | None = None) -> RecordProcessor:
+        ctx = BuildContext(
+            pseudonymizers={p: Pseudonymizer(keyring, p) for p in Purpose},
+            geo=geo,
+            user_agents=UserAgentReducer(),
+        )
+        return cls(
+            parse=build_parser(policy.parse),
+            analytics=_OutputBuilder(policy.analytics, ctx),
+            abuse=_OutputBuilder(policy.abuse, ctx),
+            detect=SignalDetector.build(policy.abuse.signals),
+        )
+
+    def __call__(self, raw: bytes, ingest_time: datetime) -> Outcome:
+        try:
+            events = self._parse(raw, ingest_time)
+            if not events:
+                return Outcome(Route.FILTERED, FilterReason.NO_CLIENT_EVENT.value)
+            outcome = Outcome(Route.FILTERED, FilterReason.KIND_NOT_IN_ANALYTICS.value)
+            for event in events:
+                self._route_event(event, outcome)
+            if outcome.analytics:
+                outcome.route, outcome.reason = Route.ANALYTICS, None
+            return outcome
+        except RecordError as exc:
+            return Outcome(Route.QUARANTINE, exc.reason.value, exc.field)
+        except BeyondRetention:
+            return Outcome(Route.FILTERED, FilterReason.BEYOND_RETENTION.value)
+        except Exception:  # fail closed: never let a half-transformed record through
+            return Outcome(Route.QUARANTINE, Reason.TRANSFORM_FAILED.value)
+
+    def _route_event(self, event: Event, outcome: Outcome) -> None:
+        ip = None if event.extra.get("source_kind") == "hostname" else parse_ip(event.source_ip)
+        subject = Subject(event=event, ip=ip, unix=event.time.timestamp())
+        if event.kind in self._abuse.kinds:
+            signals = self._detect(event)
+            if signals:
+                outcome.abuse.extend(self._abuse_records(subject, signals))
+        if event.kind in self._analytics.kinds:
+            outcome.analytics.append(self._analytics(subject, {"schema": ANALYTICS_SCHEMA}))
+
+    def _abuse_records(self, subject: Subject, signals: list[Signal]) -> list[dict[str, Any]]:
+        shared = self._abuse(subject, {})
+        records = []
+        for signal in signals:
+            record: dict[str, Any] = {
+                "schema": ABUSE_SCHEMA,
+                "kind": "event",
+                "rule": signal.rule,
+                "category": signal.category,
+                "severity": signal.severity.value,
+            }
+            if signal.technique:
+                record["technique"] = signal.technique
+            record.update(shared)
+            records.append(record)
+        return records

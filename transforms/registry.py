@@ -1,0 +1,259 @@
+"""The one explicit registry: policy transform names -> (parameter model, builder).
+
+A policy field names a transform from :data:`TRANSFORMS` and gives its parameters. At start-up the
+parameters are validated by the transform's own frozen model and the builder returns a prebuilt
+callable; per event, the callable only reads a :class:`Subject` and returns a JSON-ready value (or
+``None``, meaning "leave the field out"). Nothing here can emit a raw address, a raw query string,
+a username or a full user agent: the only pass-through is :class:`CopyParams`, limited to fields
+that carry no personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from transforms.geo import GeoLocator
+from transforms.ip import IPTruncator, ParsedIP
+from transforms.keyring import Purpose
+from transforms.model import Event
+from transforms.pseudonymize import Pseudonymizer
+from transforms.url import UrlMinimizer, referrer_host
+from transforms.useragent import UserAgentReducer
+
+
+@dataclass(slots=True)
+class Subject:
+    """What the field transforms of one event read: the event and values derived from it once."""
+
+    event: Event
+    ip: ParsedIP | None  # None when the source is a host name (old pam_unix rhost=)
+    unix: float  # event time as Unix seconds (epoch selection, time truncation)
+
+
+FieldFn = Callable[[Subject], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """Shared, prebuilt resources that builders may use (one instance per worker)."""
+
+    pseudonymizers: dict[Purpose, Pseudonymizer]
+    geo: GeoLocator | None
+    user_agents: UserAgentReducer
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoParams(_Params):
+    pass
+
+
+class PurposeParams(_Params):
+    purpose: Purpose
+
+
+class TruncateParams(_Params):
+    ipv4_prefix: int = Field(24, ge=0, le=32)
+    ipv6_prefix: int = Field(48, ge=0, le=128)
+
+
+GeoPart = Literal["country", "region", "coordinates", "asn", "as_org", "db"]
+
+
+class GeoParams(_Params):
+    keep: list[GeoPart] = Field(default_factory=lambda: ["country", "region", "asn", "as_org", "db"])
+
+
+class UrlParams(_Params):
+    query_allowlist: list[str] = Field(default_factory=lambda: ["utm_*"])
+    max_path_segments: int = Field(12, ge=1, le=64)
+
+
+class TimeParams(_Params):
+    granularity_s: int = Field(1, ge=1, le=86_400)
+
+
+# Event attributes that carry no personal data and may be copied verbatim.
+SafeField = Literal[
+    "kind", "method", "status", "bytes_sent", "http_version", "ssh_outcome", "ssh_method", "invalid_user", "format"
+]
+
+
+class CopyParams(_Params):
+    field: SafeField
+
+
+def _pseudonymize_ip(params: PurposeParams, ctx: BuildContext) -> FieldFn:
+    pz = ctx.pseudonymizers[params.purpose]
+
+    def pseudonymize_ip(s: Subject) -> str:
+        if s.ip is None:
+            return pz.hostname(s.event.source_ip, s.unix)
+        return pz.ip(s.ip.packed, s.unix)
+
+    return pseudonymize_ip
+
+
+def _pseudonymize_visitor(params: PurposeParams, ctx: BuildContext) -> FieldFn:
+    pz = ctx.pseudonymizers[params.purpose]
+
+    def pseudonymize_visitor(s: Subject) -> str | None:
+        if s.ip is None:
+            return None
+        return pz.visitor(s.ip.packed, s.event.user_agent, s.unix)
+
+    return pseudonymize_visitor
+
+
+def _pseudonymize_user(params: PurposeParams, ctx: BuildContext) -> FieldFn:
+    pz = ctx.pseudonymizers[params.purpose]
+
+    def pseudonymize_user(s: Subject) -> str | None:
+        user = s.event.user
+        return pz.user(user, s.unix) if user else None
+
+    return pseudonymize_user
+
+
+def _truncate_ip(params: TruncateParams, ctx: BuildContext) -> FieldFn:
+    truncate = IPTruncator(params.ipv4_prefix, params.ipv6_prefix)
+
+    def truncate_ip(s: Subject) -> str | None:
+        return truncate(s.ip) if s.ip is not None else None
+
+    return truncate_ip
+
+
+def _classify_ip(params: NoParams, ctx: BuildContext) -> FieldFn:
+    def classify_ip(s: Subject) -> str:
+        return s.ip.scope.value if s.ip is not None else "hostname"
+
+    return classify_ip
+
+
+def _generalize_geo(params: GeoParams, ctx: BuildContext) -> FieldFn:
+    geo = ctx.geo
+    if geo is None or not geo.enabled:
+        return lambda s: None
+    keep = set(params.keep)
+    dates = dict(geo.build_dates) if "db" in keep else {}
+
+    def generalize_geo(s: Subject) -> dict[str, Any] | None:
+        if s.ip is None:
+            return None
+        found = geo.lookup(s.ip)
+        if found is None:
+            return None
+        out: dict[str, Any] = {}
+        if "country" in keep and found.country:
+            out["country"] = found.country
+        if "region" in keep and found.region:
+            out["region"] = found.region
+        if "coordinates" in keep and found.latitude is not None and found.longitude is not None:
+            out["lat"], out["lon"] = found.latitude, found.longitude
+        if "asn" in keep and found.asn is not None:
+            out["asn"] = found.asn
+        if "as_org" in keep and found.as_org:
+            out["as_org"] = found.as_org
+        if not out:
+            return None
+        if dates:
+            out["db"] = dates
+        return out
+
+    return generalize_geo
+
+
+def _reduce_user_agent(params: NoParams, ctx: BuildContext) -> FieldFn:
+    reduce = ctx.user_agents
+
+    def reduce_user_agent(s: Subject) -> dict[str, Any] | None:
+        ua = s.event.user_agent
+        return reduce(ua).as_dict() if ua else None
+
+    return reduce_user_agent
+
+
+def _strip_url(params: UrlParams, ctx: BuildContext) -> FieldFn:
+    minimize = UrlMinimizer(query_allowlist=params.query_allowlist, max_path_segments=params.max_path_segments)
+
+    def strip_url(s: Subject) -> dict[str, Any] | None:
+        if s.event.url is None:
+            return None
+        path, query = minimize(s.event.url)
+        if path is None:
+            return None
+        return {"path": path, "query": query} if query else {"path": path}
+
+    return strip_url
+
+
+def _reduce_referrer(params: NoParams, ctx: BuildContext) -> FieldFn:
+    def reduce_referrer(s: Subject) -> str | None:
+        return referrer_host(s.event.referrer)
+
+    return reduce_referrer
+
+
+def _copy_field(params: CopyParams, ctx: BuildContext) -> FieldFn:
+    name = params.field
+
+    def copy_field(s: Subject) -> Any:
+        value = getattr(s.event, name)
+        return value.value if hasattr(value, "value") else value
+
+    return copy_field
+
+
+def _truncate_time(params: TimeParams, ctx: BuildContext) -> FieldFn:
+    step = params.granularity_s
+    last: list[Any] = [None, None]  # one-entry memo: consecutive events usually share the truncated time
+
+    def truncate_time(s: Subject) -> str:
+        whole = int(s.unix // step) * step
+        if last[0] != whole:
+            last[0] = whole
+            last[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return str(last[1])
+
+    return truncate_time
+
+
+def _time_quality(params: NoParams, ctx: BuildContext) -> FieldFn:
+    def time_quality(s: Subject) -> str:
+        flag = s.event.time_flag
+        return "event" if flag is None else f"ingest:{flag}"
+
+    return time_quality
+
+
+@dataclass(frozen=True, slots=True)
+class TransformSpec:
+    params: type[_Params]
+    build: Callable[[Any, BuildContext], FieldFn]
+    doc: str
+
+
+TRANSFORMS: dict[str, TransformSpec] = {
+    "pseudonymize_ip": TransformSpec(PurposeParams, _pseudonymize_ip, "HMAC pseudonym of the source address"),
+    "pseudonymize_visitor": TransformSpec(
+        PurposeParams, _pseudonymize_visitor, "HMAC of address + user agent: unique visitors per epoch"
+    ),
+    "pseudonymize_user": TransformSpec(PurposeParams, _pseudonymize_user, "HMAC pseudonym of a username/e-mail"),
+    "truncate_ip": TransformSpec(TruncateParams, _truncate_ip, "network prefix, /24 and /48 by default"),
+    "classify_ip": TransformSpec(NoParams, _classify_ip, "public/private/loopback/cgnat/... scope"),
+    "generalize_geo": TransformSpec(GeoParams, _generalize_geo, "country, region, rounded coordinates, ASN"),
+    "reduce_user_agent": TransformSpec(NoParams, _reduce_user_agent, "browser family+major, OS, device, bot"),
+    "strip_url": TransformSpec(UrlParams, _strip_url, "templated path and allowlisted query parameters"),
+    "reduce_referrer": TransformSpec(NoParams, _reduce_referrer, "referrer host only"),
+    "copy_field": TransformSpec(CopyParams, _copy_field, "a non-personal field, verbatim"),
+    "truncate_time": TransformSpec(TimeParams, _truncate_time, "event time truncated to a granularity"),
+    "time_quality": TransformSpec(NoParams, _time_quality, "whether the time came from the record"),
+}
