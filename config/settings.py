@@ -67,9 +67,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            where = ", ".join(
-                sorted({ENV_PREFIX + ".".join(str(p) for p in e["loc"]).upper() for e in exc.errors()})
-            )
+            where = ", ".join(sorted({ENV_PREFIX + ".".join(str(p) for p in e["loc"]).upper() for e in exc.errors()}))
             raise ConfigError(f"invalid setting(s): {where}") from None
 
     def topic_specs(self) -> list[TopicSpec]:

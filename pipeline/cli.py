@@ -143,7 +143,8 @@ def cmd_keys_prune(args: argparse.Namespace) -> int:
         before = keyring.chains[purpose].epoch
         start = datetime.fromtimestamp(chain.epoch * chain.period_s, UTC)
         print(
-            f"keys: {purpose.value}: destroyed {chain.epoch - before} epoch key(s); oldest kept epoch starts {start:%F}",
+            f"keys: {purpose.value}: destroyed {chain.epoch - before} epoch key(s); "
+            f"oldest kept epoch starts {start:%F}",
             file=sys.stderr,
         )
     print("keys: restart workers so that no process keeps the destroyed keys in memory", file=sys.stderr)

@@ -129,14 +129,14 @@ def _summary(url: str) -> dict[str, Any] | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     DEMO_DIR.mkdir(exist_ok=True)
-    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], check=True)
+    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], check=True)  # noqa: S603 (our own script)
     settings = Settings.from_env()
     env = _demo_env(settings)
     asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
     worker_log = DEMO_DIR / "worker.log"
     print(f"demo: starting the worker (log: {worker_log})", file=sys.stderr, flush=True)
     with open(worker_log, "ab") as log_handle:
-        worker = subprocess.Popen(  # noqa: S603 (our own CLI)
+        worker = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker"], env=env, stdout=log_handle, stderr=subprocess.STDOUT
         )
     summary_url = f"http://{settings.metrics_host}:{settings.metrics_port}/summary"

@@ -6,6 +6,7 @@ topic name must fail loudly, not create a stray topic that silently collects per
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -34,10 +35,8 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: st
             )
             for s in missing
         ]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another worker process won the race: fine
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:  # another worker process won the race: fine
-            pass
         for s in missing:
             log.info("topic %s created: %d partitions, retention %d ms", s.name, s.partitions, s.retention_ms)
         return [s.name for s in missing]

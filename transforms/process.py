@@ -9,8 +9,9 @@ quarantines the record with ``transform_failed`` instead of letting a half-minim
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -48,8 +49,8 @@ class Outcome:
     route: Route
     reason: str | None = None  # quarantine reason code or filter reason
     field: str | None = None  # for quarantine: the field name that failed, never its value
-    analytics: list[dict[str, Any]] = field(default_factory=list)
-    abuse: list[dict[str, Any]] = field(default_factory=list)
+    analytics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    abuse: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 class _OutputBuilder:

@@ -40,8 +40,8 @@ def _reference(secret: bytes, first_epoch: int, epoch: int, tagged: bytes) -> st
 KNOWN_ANSWERS = [
     # analytics: daily epoch of 2015-05-17
     (Purpose.ANALYTICS, "ip", IP_83, "a-testkeys-20150517-"),
-    # security: the 30-day epoch containing 2015-05-17 starts 2015-05-04
-    (Purpose.SECURITY, "ip", IP_83, "s-testkeys-20150504-"),
+    # security: the 30-day epoch containing 2015-05-17 starts 2015-05-05
+    (Purpose.SECURITY, "ip", IP_83, "s-testkeys-20150505-"),
 ]
 
 

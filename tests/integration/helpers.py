@@ -1,0 +1,142 @@
+"""Shared helpers for broker tests: a worker subprocess, producing, draining topics, leak scanning."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+IPV4 = re.compile(rb"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_env(bootstrap: str, topics: dict[str, str], keys: Path, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDO_")}
+    env.update(
+        {
+            "PSEUDO_BROKER": f"kafka://{bootstrap}",
+            "PSEUDO_APP_ID": f"app-{topics['input']}",
+            "PSEUDO_INPUT_TOPIC": topics["input"],
+            "PSEUDO_ANALYTICS_TOPIC": topics["analytics"],
+            "PSEUDO_ABUSE_TOPIC": topics["abuse"],
+            "PSEUDO_QUARANTINE_TOPIC": topics["quarantine"],
+            "PSEUDO_PARTITIONS": "2",
+            "PSEUDO_KEYS_FILE": str(keys),
+            "PSEUDO_DATA_DIR": str(data_dir),
+            "PSEUDO_METRICS_PORT": str(free_port()),
+            "PSEUDO_STATS_INTERVAL_S": "2",
+            **extra,
+        }
+    )
+    return env
+
+
+def summary(env: dict[str, str]) -> dict[str, Any] | None:
+    url = f"http://127.0.0.1:{env['PSEUDO_METRICS_PORT']}/summary"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return dict(orjson.loads(response.read()))
+    except OSError:
+        return None
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while summary(env) is None:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        last = summary(env)
+        if last and last["input"] >= expected:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"worker processed {last and last['input']} of {expected} records in {timeout_s} s")
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[bytes]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=2_000_000)
+    await producer.start()
+    count = 0
+    try:
+        for record in records:
+            await producer.send(topic, record)
+            count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+async def drain(bootstrap: str, topic: str, timeout_s: float = 20) -> list[tuple[bytes | None, bytes]]:
+    """Every record of a topic from the beginning to its current end (key, value)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # first contact with a fresh topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while any((await consumer.position(tp)) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend((m.key, m.value) for m in messages)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def drain_sync(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+    return asyncio.run(drain(bootstrap, topic))
+
+
+def leaked_addresses(blob: bytes, addresses: set[bytes]) -> set[bytes]:
+    """Input addresses that appear verbatim in ``blob`` (as a whole dotted quad, not inside a longer number)."""
+    return {m.group(0) for m in IPV4.finditer(blob)} & addresses

@@ -1,0 +1,262 @@
+"""The worker on the real broker: real log lines in, every output topic consumed, accounting and privacy checked.
+
+One worker subprocess processes a mix of the real Elastic Apache access log and the loghub OpenSSH log
+(when ../shared/data is present; the project's generator otherwise) plus deliberately bad records.
+Then every output topic, every internal topic of the app and the worker's own log are scanned for raw
+addresses and e-mails, the accounting must balance, and the file mode must agree with the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pipeline.traffic import generate
+
+from pipeline.keystore import write_keyring
+from tests.conftest import SHARED_DATA
+from tests.integration.helpers import (
+    EMAIL,
+    IPV4,
+    ROOT,
+    drain_sync,
+    leaked_addresses,
+    produce,
+    running_worker,
+    wait_for_input_count,
+    worker_env,
+)
+from transforms.keyring import generate_keyring
+
+pytestmark = pytest.mark.integration
+
+BAD_RECORDS = [
+    b'{"source": {"ip": "198.51.100.77"}, "url": {"original": "/x"',  # truncated JSON
+    b"\xff\xfe not utf-8 \x80",  # invalid UTF-8
+    b'{"source": {"ip": "999.1.2.3"}, "url": {"original": "/"}, "@timestamp": "2026-01-01T00:00:00Z"}',  # bad IP
+    b"this is not a log line at all",  # unparseable
+    b"[1, 2, 3]",  # JSON, not an object
+]
+
+
+def _input_records() -> list[bytes]:
+    apache = SHARED_DATA / "logs" / "elastic-apache-access" / "apache_logs_2015-05-17_18"
+    ssh = SHARED_DATA / "logs" / "loghub-openssh" / "OpenSSH_2k.log"
+    if apache.exists() and ssh.exists():
+        lines = apache.read_bytes().splitlines()[:1500] + ssh.read_bytes().splitlines()[:600]
+    else:
+        lines = list(generate(2000, seed=11))
+    return [line for line in lines if line] + BAD_RECORDS
+
+
+@pytest.fixture(scope="module")
+def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the worker once over the input; every test below reads its results."""
+    import uuid
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    base = f"e2e{uuid.uuid4().hex[:8]}"
+    topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine")}
+    keys = tmp / "keyring.json"
+    write_keyring(generate_keyring(), keys)
+    env = worker_env(kafka_bootstrap, topics, keys, tmp / "data")
+    records = _input_records()
+    log_path = tmp / "worker.log"
+    with running_worker(env, log_path):
+        sent = asyncio.run(produce(kafka_bootstrap, topics["input"], records))
+        counts = wait_for_input_count(env, sent)
+    outputs = {name: drain_sync(kafka_bootstrap, topic) for name, topic in topics.items() if name != "input"}
+    internal = {}
+    for topic in _app_topics(kafka_bootstrap, env["PSEUDO_APP_ID"]):
+        internal[topic] = drain_sync(kafka_bootstrap, topic)
+    return {
+        "records": records,
+        "sent": sent,
+        "counts": counts,
+        "outputs": outputs,
+        "internal": internal,
+        "log": log_path.read_bytes(),
+        "keys": keys,
+        "tmp": tmp,
+    }
+
+
+def _app_topics(bootstrap: str, app_id: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def listing() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return [t for t in await admin.list_topics() if t.startswith(app_id)]
+        finally:
+            await admin.close()
+
+    return asyncio.run(listing())
+
+
+def _addresses(records: list[bytes]) -> set[bytes]:
+    found = set()
+    for record in records:
+        found.update(m.group(0) for m in IPV4.finditer(record))
+    # An address whose host bits are all zero equals its own /24 prefix; it is not a leak when seen as a prefix.
+    return {a for a in found if not a.endswith(b".0")}
+
+
+def test_every_input_record_is_accounted_for_once(run: dict[str, Any]) -> None:
+    counts = run["counts"]
+    assert counts["input"] == run["sent"]
+    assert counts["input"] == counts["analytics"] + counts["quarantine"] + counts["filtered"]
+    assert len(run["outputs"]["quarantine"]) == counts["quarantine"]
+    assert len(run["outputs"]["analytics"]) == counts["analytics_records"]
+    assert len(run["outputs"]["abuse"]) == counts["abuse"]
+
+
+def test_bad_input_is_quarantined_with_reason_codes(run: dict[str, Any]) -> None:
+    reasons = Counter(orjson.loads(v)["reason"] for _, v in run["outputs"]["quarantine"])
+    for expected in ("invalid_json", "invalid_utf8", "invalid_ip", "unparseable_line", "not_an_object"):
+        assert reasons[expected] >= 1, reasons
+
+
+def test_quarantined_payloads_decrypt_to_the_originals(run: dict[str, Any]) -> None:
+    path = run["tmp"] / "quarantine.jsonl"
+    path.write_bytes(b"\n".join(v for _, v in run["outputs"]["quarantine"]) + b"\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "quarantine", "decrypt", "--keys", str(run["keys"]), str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    payloads = {orjson.loads(line)["payload"] for line in out.stdout.splitlines()}
+    for bad in BAD_RECORDS:
+        assert bad.decode("utf-8", "backslashreplace") in payloads
+
+
+def test_no_raw_address_or_email_reaches_any_output_internal_topic_or_log(run: dict[str, Any]) -> None:
+    addresses = _addresses(run["records"])
+    assert len(addresses) > 20  # the scan must have something to find
+    emails = {m.group(0) for r in run["records"] for m in EMAIL.finditer(r)}
+    blobs = {f"output:{n}": b"\n".join((k or b"") + b" " + v for k, v in msgs) for n, msgs in run["outputs"].items()}
+    blobs.update({f"internal:{t}": b"\n".join(v or b"" for _, v in msgs) for t, msgs in run["internal"].items()})
+    blobs["worker log"] = run["log"]
+    for where, blob in blobs.items():
+        assert not leaked_addresses(blob, addresses), where
+        assert not any(e in blob for e in emails), where
+
+
+def test_no_raw_query_string_reaches_analytics_or_abuse(run: dict[str, Any]) -> None:
+    queries = set()
+    for record in run["records"]:
+        text = record.decode("utf-8", "replace")
+        for part in text.split():
+            if "?" in part and "=" in part.split("?", 1)[1]:
+                query = part.split("?", 1)[1].rstrip('"')
+                if len(query) >= 8 and not query.startswith("utm_"):
+                    queries.add(query.encode())
+    assert queries
+    for name in ("analytics", "abuse"):
+        blob = b"\n".join(v for _, v in run["outputs"][name])
+        assert not [q for q in queries if q in blob], name
+
+
+def test_abuse_records_follow_the_contract(run: dict[str, Any]) -> None:
+    abuse = [(k, orjson.loads(v)) for k, v in run["outputs"]["abuse"]]
+    assert abuse, "the real logs contain failed logins and probes"
+    for key, record in abuse:
+        assert record["kind"] == "event"
+        assert record["subject"].startswith("s-")
+        assert key == record["subject"].encode()
+        datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+    rules = Counter(r["rule"] for _, r in abuse)
+    assert rules["ssh.auth_failed"] > 0 or rules["http.scanner_ua"] > 0, rules
+
+
+def test_analytics_records_are_minimized(run: dict[str, Any]) -> None:
+    analytics = [orjson.loads(v) for _, v in run["outputs"]["analytics"]]
+    assert analytics
+    for record in analytics:
+        assert record["client"]["pseudonym"].startswith("a-")
+        assert record["client"]["prefix"].endswith(("/24", "/48"))
+        assert record["time"].endswith(":00Z")  # truncated to the minute
+        assert "query" not in record.get("http", {}).get("url", {}) or all(
+            k.startswith("utm_") for k in record["http"]["url"]["query"]
+        )
+
+
+def test_file_mode_gives_the_same_records_as_the_stream(run: dict[str, Any]) -> None:
+    inputs = run["tmp"] / "input.log"
+    inputs.write_bytes(b"\n".join(run["records"]) + b"\n")
+    out_dir = run["tmp"] / "filemode"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "process",
+            "--keys",
+            str(run["keys"]),
+            "--out",
+            str(out_dir),
+            str(inputs),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    file_summary = orjson.loads((out_dir / "summary.json").read_bytes())
+    for key in ("input", "analytics", "quarantine", "filtered", "abuse"):
+        assert file_summary[key] == run["counts"][key], key
+
+    def stable(lines: list[bytes]) -> Counter[bytes]:
+        # Records whose time came from the ingest time differ between runs by construction.
+        return Counter(line for line in lines if b'"ingest:' not in line)
+
+    for name in ("analytics", "abuse"):
+        stream = stable([v for _, v in run["outputs"][name]])
+        files = stable((out_dir / f"{name}.jsonl").read_bytes().splitlines())
+        assert stream == files, name
+
+
+def test_lookup_finds_the_subject_of_a_real_source(run: dict[str, Any]) -> None:
+    abuse = [orjson.loads(v) for _, v in run["outputs"]["abuse"]]
+    subjects = {r["subject"] for r in abuse}
+    candidates = sorted(_addresses(run["records"]))
+    moment = abuse[0]["time"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "lookup", "--keys", str(run["keys"]), "--purpose", "security"]
+        + ["--at", moment]
+        + [c.decode() for c in candidates],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    found = [line.split(b"\t") for line in out.stdout.splitlines()]
+    assert len(found) >= 1
+    assert any(p.decode() in subjects for _, p in found)
+
+
+def test_worker_without_keys_refuses_to_start(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = worker_env(
+        kafka_bootstrap,
+        dict.fromkeys(("input", "analytics", "abuse", "quarantine"), "unused"),
+        tmp_path / "k",
+        tmp_path,
+    )
+    del env["PSEUDO_KEYS_FILE"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "worker"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert b"refuses to run without keys" in out.stderr

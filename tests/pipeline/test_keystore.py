@@ -1,0 +1,51 @@
+"""Keyring files: written 0600, refused when readable by others, never echoed; a worker without keys refuses."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from pipeline.keystore import load_keyring, read_keyring_file, write_keyring
+from transforms.errors import KeyringError
+from transforms.keyring import Purpose, dump_keyring, generate_keyring
+
+
+def test_written_keyring_is_owner_only_and_reads_back(tmp_path: Path) -> None:
+    keyring = generate_keyring()
+    path = tmp_path / "keys" / "keyring.json"
+    write_keyring(keyring, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_keyring_file(path) == keyring
+
+
+def test_existing_keyring_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    write_keyring(generate_keyring(), path)
+    with pytest.raises(KeyringError, match="refusing to overwrite"):
+        write_keyring(generate_keyring(), path)
+
+
+def test_group_readable_keyring_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    write_keyring(generate_keyring(), path)
+    os.chmod(path, 0o640)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        read_keyring_file(path)
+
+
+def test_missing_keys_give_a_clear_message() -> None:
+    with pytest.raises(KeyringError, match="refuses to run without keys"):
+        load_keyring(Settings.from_env({}))
+
+
+def test_keys_from_environment_content() -> None:
+    keyring = generate_keyring()
+    settings = Settings.from_env({"PSEUDO_KEYS": dump_keyring(keyring).decode()})
+    assert load_keyring(settings) == keyring
+    secret = keyring.chains[Purpose.SECURITY].secret.get_secret_value()
+    assert secret not in repr(settings)
+    assert secret not in str(settings)

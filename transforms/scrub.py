@@ -1,0 +1,185 @@
+"""Replace personal data and secrets found in free text with placeholders.
+
+:class:`TextScrubber` is meant for short free-text values that are kept in an output record (an
+allow-listed query parameter, a log message): it replaces, in this order,
+
+=====================================================  ==========================
+JWTs (``eyJ...x.y.z``)                                 ``{jwt}``
+``Bearer``/``Basic`` credentials                       ``Bearer {token}``
+``password=``/``token=``/``key=``/``secret=``... values  ``password={secret}``
+e-mail addresses                                       ``{email}``
+IPv6 literals (validated with ``inet_pton``)           ``{ip}``
+IPv4 dotted quads                                      ``{ip}``
+card numbers (13-19 digits, spaces/dashes, Luhn)       ``{card}``
+UUIDs                                                  ``{uuid}``
+long hex or base64 tokens                              ``{token}``
+=====================================================  ==========================
+
+It errs towards over-scrubbing (a version string like ``1.2.3.4`` becomes ``{ip}``). Placeholders
+contain no character any rule matches, so scrubbing is idempotent. Every rule is guarded by a
+cheap ``in`` test or one precompiled search, so text with nothing to replace returns quickly.
+
+>>> TextScrubber()("mail bob@example.com from 10.1.2.3 with token=abc123")
+'mail {email} from {ip} with token={secret}'
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Final
+
+__all__ = ["TextScrubber"]
+
+_JWT_RE: Final = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# The credential must look like one (a digit, a symbol or mixed case): "basic information" stays.
+_AUTH_RE: Final = re.compile(
+    r"\b(Bearer|Basic|BEARER|BASIC|bearer|basic)(\s+)"
+    r"(?=[A-Za-z0-9._~+/=-]*(?:[0-9._~+/=-]|[a-z][A-Z]|[A-Z][a-z]))[A-Za-z0-9._~+/=-]{8,}"
+)
+# key=value / key: value where the key names a secret; the value (quoted or up to a delimiter) goes.
+_SECRET_KEYS: Final = (
+    r"pass(?:word|wd|phrase)?|pwd|secret|token|key|auth|credentials?|session(?:id)?|sid|"
+    r"jsessionid|phpsessid|signature|sig|otp|pin"
+)
+_ASSIGN_RE: Final = re.compile(
+    rf"(?i)(\b(?:[A-Za-z0-9]+[_.-])*(?:{_SECRET_KEYS})\b[\"']?\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s&;,\"']+)"
+)
+# Local part: RFC 5322 atext without the braces of our own placeholders (keeps scrubbing idempotent).
+_EMAIL_RE: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`|~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`|~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+)
+# Candidates only: inet_pton decides, so "12:30:45" and MAC addresses stay. The dotted tail is tried
+# first so that "::ffff:1.2.3.4" is taken whole, not as "::ffff:1" leaving ".2.3.4" behind.
+_IPV6_RE: Final = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[\w.]+)?(?![\w:])"
+)
+_IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
+_CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
+_UUID_RE: Final = re.compile(r"(?i)(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])")
+# Long hex ids (session ids, digests) and base64 runs that mix letters and digits.
+_HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}(?![A-Za-z0-9])")
+_B64_RE: Final = re.compile(
+    r"(?<![A-Za-z0-9+/_-])(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{24,}={0,2}"
+)
+_B64_PARTS_RE: Final = re.compile(r"[-_]+")
+_B64_MIN_SWITCH_RATIO: Final = 0.35
+_DIGIT_RE: Final = re.compile(r"\d")
+_AUTH_WORDS: Final = ("earer", "EARER", "asic", "ASIC")
+
+_AF_INET6 = socket.AF_INET6
+_inet_pton = socket.inet_pton
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = ord(ch) - 48
+        if i & 1:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total % 10 == 0
+
+
+def _card(m: re.Match[str]) -> str:
+    text = m.group()
+    digits = text.replace(" ", "").replace("-", "")
+    if _luhn_ok(digits):
+        return "{card}"
+    # A card followed by more digit groups ("4111 1111 1111 1111 12/25" reads 18 digits):
+    # try the group boundaries, longest first, so the card does not leak because of its neighbour.
+    groups = re.split(r"[ -]", text)
+    if len(groups) > 1:
+        for end in range(len(groups) - 1, 0, -1):
+            head = "".join(groups[:end])
+            if 13 <= len(head) <= 19 and _luhn_ok(head):
+                return "{card}" + text[len(" ".join(groups[:end])) :]
+    return text
+
+
+def _ipv6(m: re.Match[str]) -> str:
+    text = m.group()
+    try:
+        _inet_pton(_AF_INET6, text.split("%", 1)[0])
+    except (OSError, ValueError):
+        return text
+    return "{ip}"
+
+
+def _char_class(ch: str) -> int:
+    if ch.isdigit():
+        return 0
+    if ch.islower():
+        return 1
+    if ch.isupper():
+        return 2
+    return 3
+
+
+def _b64(m: re.Match[str]) -> str:
+    """Replace a long base64-alphabet run if it looks random rather than like words.
+
+    Random base64 switches character class (upper/lower/digit/symbol) on ~60% of adjacent pairs;
+    slugs and CamelCase names ("spring-sale-2024-newsletter", "SpringSale2024NewsletterV2") on
+    under 35% once "-"/"_" are taken as word separators.
+    """
+    text = m.group()
+    switches = letters = 0
+    for part in _B64_PARTS_RE.split(text.rstrip("=")):
+        letters += len(part)
+        prev = -1
+        for ch in part:
+            cls = _char_class(ch)
+            if prev >= 0 and cls != prev:
+                switches += 1
+            prev = cls
+    return "{token}" if letters and switches >= letters * _B64_MIN_SWITCH_RATIO else text
+
+
+def _assign(m: re.Match[str]) -> str:
+    return m.group(1) + "{secret}"
+
+
+def _auth(m: re.Match[str]) -> str:
+    return m.group(1) + m.group(2) + "{token}"
+
+
+class TextScrubber:
+    """``TextScrubber()(text) -> text`` with personal data and secrets replaced by placeholders."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        """Nothing to configure: the rules are precompiled at import."""
+
+    def __call__(self, text: str) -> str:
+        """Scrub one string."""
+        has_digit = _DIGIT_RE.search(text) is not None
+        has_at = "@" in text
+        has_colon = ":" in text
+        has_eq = "=" in text
+        has_jwt = "eyJ" in text
+        has_auth = any(word in text for word in _AUTH_WORDS)
+        if not (has_digit or has_at or has_colon or has_eq or has_jwt or has_auth):
+            return text  # no rule can match without one of these (every token rule needs a digit)
+        if has_jwt:
+            text = _JWT_RE.sub("{jwt}", text)
+        if has_auth:
+            text = _AUTH_RE.sub(_auth, text)
+        if has_eq or has_colon:
+            text = _ASSIGN_RE.sub(_assign, text)
+        if has_at:
+            text = _EMAIL_RE.sub("{email}", text)
+        if has_colon:
+            text = _IPV6_RE.sub(_ipv6, text)
+        if has_digit:
+            text = _IPV4_RE.sub("{ip}", text)
+            text = _CARD_RE.sub(_card, text)
+            text = _UUID_RE.sub("{uuid}", text)
+            text = _HEX_RE.sub("{token}", text)
+            text = _B64_RE.sub(_b64, text)
+        return text
