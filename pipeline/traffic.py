@@ -118,7 +118,7 @@ def generate(
     seed: int = 7,
     start: datetime | None = None,
     events_per_second: float = 50.0,
-    mix: TrafficMix = TrafficMix(),  # noqa: B008 - frozen, so a shared default is safe
+    mix: TrafficMix = TrafficMix(),  # frozen: a shared default is safe
     json_share: float = 0.3,
 ) -> Iterator[bytes]:
     """Yield ``count`` raw log records (``None``: without end), the same ones for the same arguments.
@@ -146,7 +146,7 @@ def generate_records(
     seed: int = 7,
     start: datetime | None = None,
     events_per_second: float = 50.0,
-    mix: TrafficMix = TrafficMix(),  # noqa: B008 - frozen, so a shared default is safe
+    mix: TrafficMix = TrafficMix(),  # frozen: a shared default is safe
     json_share: float = 0.3,
 ) -> Iterator[SampleRecord]:
     """:func:`generate`, with each record's population, format, time, source IP and expected quarantine reason."""
@@ -531,8 +531,8 @@ def _browser(rng: random.Random) -> str:
         (5, f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{firefox}.0) Gecko/20100101 Firefox/{firefox}.0"),
         (2, f"Mozilla/5.0 (X11; Linux x86_64; rv:{firefox}.0) Gecko/20100101 Firefox/{firefox}.0"),
         (1, f"Mozilla/5.0 (Android 14; Mobile; rv:{firefox}.0) Gecko/{firefox}.0 Firefox/{firefox}.0"),
-        (4, f"Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) "
-            f"SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36"),
+        (4, "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36"),
     )  # fmt: skip
     return rng.choices([ua for _, ua in choices], weights=[w for w, _ in choices])[0]
 
@@ -711,7 +711,9 @@ def _session(rng: random.Random, world: _World, visitor: _Visitor) -> Iterator[_
             yield from assets(page_url, first=n == 0)
             if target.startswith("/products/") and rng.random() < 0.5:
                 product = rng.choice(world.products)
-                yield request(f"/api/recommendations?product={product.id}", size=rng.randint(600, 4000), referrer=page_url)
+                yield request(
+                    f"/api/recommendations?product={product.id}", size=rng.randint(600, 4000), referrer=page_url
+                )
         if target.startswith("/reset?"):
             # The reset form posts back to the tokenised URL; the next page's referrer still carries the token.
             yield request(target, method="POST", status=302, size=0, referrer=page_url)
@@ -770,7 +772,9 @@ def _deploy_ssh(rng: random.Random, world: _World) -> Iterator[_SshLine]:
         ip, user, key = world.deploy_ip, "deploy", "ED25519"
     else:
         ip, user, key = world.office.ip, "alice", "RSA"
-    yield _SshLine(ip, host, pid, f"Accepted publickey for {user} from {ip} port {port} ssh2: {key} SHA256:{fingerprint}")
+    yield _SshLine(
+        ip, host, pid, f"Accepted publickey for {user} from {ip} port {port} ssh2: {key} SHA256:{fingerprint}"
+    )
     yield _SshLine(ip, host, pid, f"Received disconnect from {ip} port {port}:11: disconnected by user")
     yield _SshLine(ip, host, pid, f"Disconnected from user {user} {ip} port {port}")
 
@@ -836,7 +840,9 @@ def _crawl(rng: random.Random, world: _World, ip: str, user_agent: str) -> Itera
             target = f"/catalog/item.php?id={rng.randint(1, 5000)}"
             yield request(target, status=rng.choice((301, 301, 404)))
             continue
-        yield request(target, status=404 if rng.random() < 0.03 else 200, method="HEAD" if rng.random() < 0.03 else "GET")
+        yield request(
+            target, status=404 if rng.random() < 0.03 else 200, method="HEAD" if rng.random() < 0.03 else "GET"
+        )
 
 
 def _crawlers(rng: random.Random, world: _World) -> Iterator[_Draft]:
@@ -972,11 +978,24 @@ _PROBES: tuple[tuple[str, str, str, int], ...] = (
     ("nikto", "GET", "/search?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E", 200),
     ("sqlmap", "GET", "/?id=1'+OR+'1'='1", 200),
     ("sqlmap", "GET", "/?id=1%27%20OR%20%271%27%3D%271", 200),
-    ("sqlmap", "GET", "/products?id=1%20UNION%20ALL%20SELECT%20NULL,NULL,CONCAT(username,0x3a,password)%20FROM%20users--", 404),
+    ("sqlmap", "GET", "/products?id=1%20UNION%20ALL%20SELECT%20NULL,CONCAT(user,0x3a,pass)%20FROM%20users--", 404),
     ("sqlmap", "GET", "/search?q=1%27%29%20AND%20SLEEP%285%29--%20-", 200),
     ("sqlmap", "GET", "/category/sale?page=2%20AND%201=1", 200),
 )  # fmt: skip
-_SCAN_WORDS = ("backup", "db", "dump", "site", "old", "wp-config", "config", "database", "admin", "shell", "test", "info")
+_SCAN_WORDS = (
+    "backup",
+    "db",
+    "dump",
+    "site",
+    "old",
+    "wp-config",
+    "config",
+    "database",
+    "admin",
+    "shell",
+    "test",
+    "info",
+)
 _SCAN_EXTS = (".sql", ".sql.gz", ".tar.gz", ".zip", ".bak", ".php", ".php.bak", ".old", "~", ".swp")
 
 
@@ -992,7 +1011,9 @@ def _scanner(rng: random.Random) -> Iterator[_Draft]:
         first = False
         for tool, method, target, status in probes:
             user_agent = {"zgrab": _ZGRAB, "sqlmap": _SQLMAP}.get(tool) or _NIKTO.format(test=next(test))
-            yield _Request(ip, method, target, status, 0 if method == "HEAD" else rng.randint(150, 600), None, user_agent)
+            yield _Request(
+                ip, method, target, status, 0 if method == "HEAD" else rng.randint(150, 600), None, user_agent
+            )
             if rng.random() < 0.5:  # guessed names give many distinct 404 paths
                 guess = f"/{rng.choice(_SCAN_WORDS)}{rng.choice(_SCAN_EXTS)}"
                 yield _Request(ip, "GET", guess, 404, rng.randint(150, 400), None, _NIKTO.format(test=next(test)))
@@ -1022,87 +1043,69 @@ _GARBAGE = (
 _BAD_IPS = ("999.1.2.3", "256.300.1.1", "10.0.0", "1.2.3.4.5", "2001:db8::zz", "unknown")
 
 
+_Build = Callable[[datetime], tuple[bytes, str, str | None]]
+
+
 def _malformed(rng: random.Random, world: _World) -> Iterator[_Draft]:
     reasons, weights = [r for r, _ in _MALFORMED], [w for _, w in _MALFORMED]
-
-    def sample(ip: str | None = None) -> _Request:
-        visitor = rng.choice(world.visitors)
-        return _Request(ip or visitor.ip, "GET", _page(rng, world), 200, rng.randint(18_000, 92_000), None, visitor.user_agent)
-
     while True:
         reason = rng.choices(reasons, weights=weights)[0]
-        req = sample()
-        if reason is Reason.INVALID_JSON:
-            cut = rng.randint(20, 120)
+        yield _Broken(reason, _breakage(rng, world, reason))
 
-            def build(t: datetime, req: _Request = req, cut: int = cut) -> tuple[bytes, str, str | None]:
-                return _ecs_json(req, t)[:-cut], "ecs_json", req.ip  # a line cut off by a full disk or a crash
 
-        elif reason is Reason.INVALID_UTF8:
-            junk = rng.choice((b"caf\xe9", b"\xff\xfe", b"\xc3\x28"))
+def _breakage(rng: random.Random, world: _World, reason: Reason) -> _Build:
+    """A record builder whose output the pipeline must quarantine with ``reason``."""
+    visitor = rng.choice(world.visitors)
+    req = _Request(visitor.ip, "GET", _page(rng, world), 200, rng.randint(18_000, 92_000), None, visitor.user_agent)
+    if reason is Reason.INVALID_JSON:
+        cut = rng.randint(20, 120)  # a line cut off by a full disk or a crash
+        return lambda t: (_ecs_json(req, t)[:-cut], "ecs_json", req.ip)
+    if reason is Reason.INVALID_UTF8:
+        # Latin-1 or cut multi-byte text from a client that does not speak UTF-8, written unescaped.
+        junk = rng.choice((b"caf\xe9", b"\xff\xfe", b"\xc3\x28"))
+        return lambda t: (_apache_combined(req, t)[:-1] + b" " + junk + b'"', "apache_combined", req.ip)
+    if reason is Reason.INVALID_IP:
+        req.ip = rng.choice(_BAD_IPS)
+        if rng.random() < 0.5:
+            return lambda t: (_ecs_json(req, t), "ecs_json", req.ip)
+        return lambda t: (_apache_combined(req, t), "apache_combined", req.ip)
+    if reason is Reason.UNPARSEABLE_LINE:
+        text = rng.choice(_GARBAGE).encode("ascii")
+        return lambda t: (text, "unknown", None)
+    if reason is Reason.NOT_AN_OBJECT:
+        copies = rng.randint(1, 2)  # a shipper that batched records into one array
+        return lambda t: (orjson.dumps([_ecs_document(req, t)] * copies), "ecs_json", req.ip)
+    if reason is Reason.WRONG_TYPE:
+        kind = rng.randrange(3)
 
-            def build(t: datetime, req: _Request = req, junk: bytes = junk) -> tuple[bytes, str, str | None]:
-                # Latin-1 or cut multi-byte text from a client that did not speak UTF-8, written unescaped.
-                line = _apache_combined(req, t)
-                return line[:-1] + b" " + junk + b'"', "apache_combined", req.ip
+        def wrong_type(t: datetime) -> tuple[bytes, str, str | None]:
+            doc = _ecs_document(req, t)
+            if kind == 0:
+                # the address as a number (IPv4) or a list: both are what some shippers emit
+                ip = ipaddress.ip_address(req.ip)
+                doc["source"] = {"ip": int(ip) if ip.version == 4 else [req.ip]}
+            elif kind == 1:
+                doc["url"] = {"original": [req.target]}
+            else:
+                doc["http"] = {"request": {"method": "GET"}, "response": {"status_code": "OK"}}
+            return orjson.dumps(doc), "ecs_json", req.ip
 
-        elif reason is Reason.INVALID_IP:
-            bad = sample(rng.choice(_BAD_IPS))
-            as_json = rng.random() < 0.5
+        return wrong_type
+    if reason is Reason.MISSING_IP:
 
-            def build(t: datetime, bad: _Request = bad, as_json: bool = as_json) -> tuple[bytes, str, str | None]:
-                if as_json:
-                    return _ecs_json(bad, t), "ecs_json", bad.ip
-                return _apache_combined(bad, t), "apache_combined", bad.ip
+        def missing_ip(t: datetime) -> tuple[bytes, str, str | None]:
+            doc = _ecs_document(req, t)
+            del doc["source"]  # e.g. a proxy that logs its upstream, not the client
+            return orjson.dumps(doc), "ecs_json", None
 
-        elif reason is Reason.UNPARSEABLE_LINE:
-            text = rng.choice(_GARBAGE)
-
-            def build(t: datetime, text: str = text) -> tuple[bytes, str, str | None]:
-                return text.encode("ascii"), "unknown", None
-
-        elif reason is Reason.NOT_AN_OBJECT:
-            kind = rng.randrange(3)
-
-            def build(t: datetime, req: _Request = req, kind: int = kind) -> tuple[bytes, str, str | None]:
-                if kind == 0:  # a shipper that batched records into one array
-                    return orjson.dumps([_ecs_document(req, t)]), "ecs_json", req.ip
-                return (b'"health check ok"' if kind == 1 else b"null"), "ecs_json", None
-
-        elif reason is Reason.WRONG_TYPE:
-            kind = rng.randrange(3)
-
-            def build(t: datetime, req: _Request = req, kind: int = kind) -> tuple[bytes, str, str | None]:
-                doc = _ecs_document(req, t)
-                if kind == 0:  # the address as an integer
-                    doc["source"] = {"ip": int(ipaddress.ip_address(req.ip))}
-                    return orjson.dumps(doc), "ecs_json", None
-                if kind == 1:
-                    doc["url"] = {"original": [req.target]}
-                else:
-                    doc["http"] = {"response": {"status_code": "OK"}, "request": {"method": "GET"}}
-                return orjson.dumps(doc), "ecs_json", req.ip
-
-        elif reason is Reason.MISSING_IP:
-
-            def build(t: datetime, req: _Request = req) -> tuple[bytes, str, str | None]:
-                doc = _ecs_document(req, t)
-                del doc["source"]  # e.g. a proxy that logs its upstream, not the client
-                return orjson.dumps(doc), "ecs_json", None
-
-        elif reason is Reason.EMPTY:
-
-            def build(t: datetime) -> tuple[bytes, str, str | None]:
-                return b"", "unknown", None
-
-        else:  # Reason.OVERSIZED: an overflow attempt, longer than the worker's record limit
-            extra = rng.randint(1_000, 16_000)
-            huge = _Request(req.ip, "GET", "/search?q=" + "A" * (OVERSIZED_BYTES + extra), 414, 226, None, req.user_agent)
-
-            def build(t: datetime, huge: _Request = huge) -> tuple[bytes, str, str | None]:
-                return _apache_combined(huge, t), "apache_combined", huge.ip
-
-        yield _Broken(reason, build)
+        return missing_ip
+    if reason is Reason.EMPTY:
+        return lambda t: (b"", "unknown", None)
+    if reason is Reason.OVERSIZED:  # an overflow attempt, longer than the worker's record limit
+        req.target = "/search?q=" + "A" * (OVERSIZED_BYTES + rng.randint(1_000, 16_000))
+        req.status, req.size = 414, 226
+        return lambda t: (_apache_combined(req, t), "apache_combined", req.ip)
+    raise AssertionError(f"no malformed record for {reason}")  # _MALFORMED names only the reasons above
 
 
 # --- the stream ------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import re
 import socket
 from typing import Final
 
-__all__ = ["TextScrubber"]
+__all__ = ["TextScrubber", "looks_random"]
 
 _JWT_RE: Final = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # The credential must look like one (a digit, a symbol or mixed case): "basic information" stays.
@@ -64,7 +64,7 @@ _HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}
 _B64_RE: Final = re.compile(
     r"(?<![A-Za-z0-9+/_-])(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{24,}={0,2}"
 )
-_B64_PARTS_RE: Final = re.compile(r"[-_]+")
+_B64_PARTS_RE: Final = re.compile(r"[-_.~]+")
 _B64_MIN_SWITCH_RATIO: Final = 0.35
 _DIGIT_RE: Final = re.compile(r"\d")
 _AUTH_WORDS: Final = ("earer", "EARER", "asic", "ASIC")
@@ -120,16 +120,15 @@ def _char_class(ch: str) -> int:
     return 3
 
 
-def _b64(m: re.Match[str]) -> str:
-    """Replace a long base64-alphabet run if it looks random rather than like words.
+def looks_random(token: str) -> bool:
+    """True when a letters-and-digits run looks machine-generated rather than like words.
 
     Random base64 switches character class (upper/lower/digit/symbol) on ~60% of adjacent pairs;
     slugs and CamelCase names ("spring-sale-2024-newsletter", "SpringSale2024NewsletterV2") on
-    under 35% once "-"/"_" are taken as word separators.
+    under 35% once "-", "_", "." and "~" are taken as word separators.
     """
-    text = m.group()
     switches = letters = 0
-    for part in _B64_PARTS_RE.split(text.rstrip("=")):
+    for part in _B64_PARTS_RE.split(token.rstrip("=")):
         letters += len(part)
         prev = -1
         for ch in part:
@@ -137,7 +136,12 @@ def _b64(m: re.Match[str]) -> str:
             if prev >= 0 and cls != prev:
                 switches += 1
             prev = cls
-    return "{token}" if letters and switches >= letters * _B64_MIN_SWITCH_RATIO else text
+    return letters > 0 and switches >= letters * _B64_MIN_SWITCH_RATIO
+
+
+def _b64(m: re.Match[str]) -> str:
+    text = m.group()
+    return "{token}" if looks_random(text) else text
 
 
 def _assign(m: re.Match[str]) -> str:

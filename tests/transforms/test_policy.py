@@ -1,0 +1,76 @@
+"""Policy validation: unknown keys and transform names stop start-up with a message that names them."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import DEFAULT_POLICY, load_policy
+from transforms.errors import ConfigError
+from transforms.policy import validate_policy
+
+
+def _default() -> dict[str, Any]:
+    return tomllib.loads(DEFAULT_POLICY.read_text())
+
+
+def test_shipped_policy_is_valid_and_frozen() -> None:
+    policy = load_policy()
+    with pytest.raises(Exception, match="frozen"):
+        policy.version = 2  # type: ignore[assignment,misc]
+
+
+def _mutate_unknown_top_key(doc: dict[str, Any]) -> None:
+    doc["analytcs"] = {}
+
+
+def _mutate_unknown_transform(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"][2]["transform"] = "hash_ipp"
+
+
+def _mutate_bad_param(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"][4]["params"]["ipv4_prefix"] = 40
+
+
+def _mutate_unknown_param(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"][4]["params"]["ipv4_bits"] = 24
+
+
+def _mutate_copy_personal_field(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"].append({"name": "raw_ip", "transform": "copy_field", "params": {"field": "source_ip"}})
+
+
+def _mutate_abuse_subject_purpose(doc: dict[str, Any]) -> None:
+    doc["abuse"]["fields"][0]["params"]["purpose"] = "analytics"
+
+
+def _mutate_unknown_kind(doc: dict[str, Any]) -> None:
+    doc["analytics"]["kinds"] = ["smtp"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "named"),
+    [
+        (_mutate_unknown_top_key, "analytcs: unknown key"),  # a typo in a section name
+        (_mutate_unknown_transform, "unknown transform 'hash_ipp'; valid: classify_ip"),  # lists valid names
+        (_mutate_bad_param, "ipv4_prefix"),  # out-of-range parameter
+        (_mutate_unknown_param, "ipv4_bits: unknown key"),  # unknown parameter
+        (_mutate_copy_personal_field, "analytics.fields.14.params.field"),  # copying a raw value is not allowed
+        (_mutate_abuse_subject_purpose, "purpose 'security'"),  # the subject must be the security pseudonym
+        (_mutate_unknown_kind, "analytics.kinds.0"),  # not an event kind
+    ],
+)
+def test_invalid_policy_names_the_problem(mutate: Any, named: str) -> None:
+    doc = _default()
+    mutate(doc)
+    with pytest.raises(ConfigError) as caught:
+        validate_policy(doc, "test.toml")
+    assert named in str(caught.value)
+
+
+def test_missing_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_policy(tmp_path / "nope.toml")
