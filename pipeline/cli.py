@@ -67,7 +67,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     topic = args.topic or settings.input_topic
-    records = generate(args.count, seed=args.seed, events_per_second=args.rate or 50.0)
+    # --count 0 means an endless stream (docker compose's generator service)
+    records = generate(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
 
     async def run() -> int:
         await ensure_topics(settings.bootstrap, settings.topic_specs())
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="produce sample traffic to the input topic")
     p.add_argument("--broker")
     p.add_argument("--topic")
-    p.add_argument("--count", type=int, default=2000)
+    p.add_argument("--count", type=int, default=2000, help="records to send; 0 = endless")
     p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_generate)

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 ORIGIN = "https://shop.example.com"  # RFC 2606 name: the demo site never points at a real one
-OVERSIZED_BYTES = 64 * 1024  # the "oversized" records are longer than this (the worker's record limit)
+OVERSIZED_BYTES = 64 * 1024  # "oversized" records are longer than this: the policy's default max_record_bytes
 
 
 class Population(StrEnum):
@@ -121,7 +121,7 @@ def generate(
     mix: TrafficMix = TrafficMix(),  # frozen: a shared default is safe
     json_share: float = 0.3,
 ) -> Iterator[bytes]:
-    """Yield ``count`` raw log records (``None``: without end), the same ones for the same arguments.
+    """An iterator over ``count`` raw log records (``None``: without end), the same for the same arguments.
 
     ``start`` is the first event time (default: now, UTC; a naive datetime is taken as UTC).
     ``json_share`` is the fraction of HTTP records written as ECS JSON rather than Apache combined lines.
@@ -160,6 +160,10 @@ def generate_records(
         start = datetime.now(UTC)
     start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     return _generate(count, random.Random(seed), start, events_per_second, mix, json_share)
+
+
+# Unacknowledged sends kept before waiting for the oldest: bounds memory when the broker is slow.
+_MAX_IN_FLIGHT = 10_000
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[bytes], *, rate: float | None = None) -> int:
@@ -205,9 +209,6 @@ async def produce(bootstrap: str, topic: str, records: Iterable[bytes], *, rate:
     finally:
         await producer.stop()
     return sent
-
-
-_MAX_IN_FLIGHT = 10_000
 
 
 def _bootstrap_servers(bootstrap: str) -> list[str]:
@@ -426,7 +427,7 @@ _BOTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], float], ...] = (
     ),
 )
 
-_SSH_ATTACK_NETS = ("218.92.0.0/16", "61.177.172.0/24")  # Chinanet: long-running ssh guessing sources
+_SSH_ATTACK_NETS = ("218.92.0.0/16", "61.177.172.0/24")  # Chinanet ranges, as often seen in sshd logs
 _HTTP_ATTACK_NET = "141.98.11.0/24"  # a hosting network (LT)
 _SCANNER_NET = "45.148.10.0/24"  # a hosting network
 
@@ -901,7 +902,8 @@ def _ssh_guessing(rng: random.Random, ip: str) -> Iterator[_SshLine]:
             for _ in range(attempts):
                 yield line(failed)
         if attempts == 6:
-            yield line(f"Disconnecting {who} {ip} port {port}: Too many authentication failures [preauth]")
+            closing = f"authenticating user {user}" if valid else who
+            yield line(f"Disconnecting {closing} {ip} port {port}: Too many authentication failures [preauth]")
         elif valid:
             yield line(f"Connection closed by authenticating user {user} {ip} port {port} [preauth]")
         else:

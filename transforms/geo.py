@@ -277,9 +277,9 @@ class GeoLocator:
         region: str | None = None
         lat: float | None = None
         lon: float | None = None
-        node = rec.get("country")
-        if isinstance(node, Mapping):  # nested GeoIP2 layout
-            country = _str(node.get("iso_code"))
+        if "country_code" not in rec and "latitude" not in rec:  # nested GeoIP2 layout
+            node = rec.get("country")
+            country = _str(node.get("iso_code")) if isinstance(node, Mapping) else None
             if self._keep_region:
                 subs = rec.get("subdivisions")
                 if isinstance(subs, list) and subs and isinstance(subs[0], Mapping):

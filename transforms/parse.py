@@ -16,6 +16,7 @@ reason and field name never quote the input.
 
 Known answers (ingest time 2015-05-18 00:00 UTC):
 
+>>> from datetime import UTC
 >>> parse = build_parser(ParseParams())
 >>> ingest = datetime(2015, 5, 18, tzinfo=UTC)
 >>> line = b'83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /a?b HTTP/1.1" 200 7 "-" "curl/8"'
@@ -34,7 +35,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -65,14 +66,15 @@ FIELD_MAP_KEYS: Final = (
     "user",
 )
 
-# Candidate paths, first present wins. Deliberately absent: "host" (Filebeat's shipper object, nginx's
-# Host header, the ident column in Fluent Bit's nginx parser), "source_ip" (Vector's syslog source sets
-# it to the *sender*), "ip" and "path" (Logstash's file input: the log file). Add them per deployment.
+# Candidate paths, first present wins. A record is flat JSON only if a source_ip candidate is present;
+# otherwise a raw line in "message" is parsed instead (so Logstash's legacy grok output, whose "path" is
+# the log file, falls back to its "message"). Deliberately absent: "host" (Filebeat's shipper object,
+# nginx's Host header, the ident column of Fluent Bit's nginx parser; the client in its apache2 parser),
+# "source_ip" (Vector's syslog source: the *sender*) and "ip". Add them per deployment.
 DEFAULT_FIELD_MAP: Final[Mapping[str, tuple[str, ...]]] = {
     "source_ip": (
         "remote_addr",  # nginx
         "client_ip",
-        "clientip",  # Logstash COMBINEDAPACHELOG
         "remote_ip",
         "client_addr",
         "remote",  # Fluent Bit nginx parser
@@ -81,7 +83,7 @@ DEFAULT_FIELD_MAP: Final[Mapping[str, tuple[str, ...]]] = {
         "request.client_ip",  # Caddy
     ),
     "forwarded_for": ("http_x_forwarded_for", "x_forwarded_for", "xff", "request.headers.X-Forwarded-For"),
-    "url": ("request_uri", "url", "uri", "RequestPath", "request.uri"),
+    "url": ("request_uri", "url", "uri", "path", "RequestPath", "request.uri"),  # "path": Fluent Bit parsers
     "request": ("request", "request_line"),
     "method": ("request_method", "method", "verb", "RequestMethod", "request.method"),
     "status": ("status", "status_code", "response_status", "code", "DownstreamStatus"),
@@ -429,6 +431,8 @@ class _Parser:
         if found is None:
             return []
         stamp = line.stamp
+        time: datetime
+        time_flag: str | None
         if stamp is None:
             time, time_flag = ingest, "missing"
         elif isinstance(stamp, str):
@@ -511,7 +515,7 @@ class _Parser:
             if url is None:
                 url = _text(obj, schema.url_full)
         if url is None and method is None and schema.request:
-            request = _text(obj, schema.request)
+            request = _request_line(obj, schema.request)
             if request is not None:
                 if " " not in request:  # Logstash's "request" is the target alone
                     url = request
@@ -587,7 +591,6 @@ class _Parser:
         return stamp
 
 
-
 # --- field readers: a present field of the wrong type raises WRONG_TYPE naming the path ------------------
 
 
@@ -613,6 +616,17 @@ def _text(obj: dict[str, Any], paths: tuple[_Path, ...]) -> str | None:
     """A string field; ``""`` and ``"-"`` (nginx's "no value") are absent."""
     value, name = _present(obj, paths)
     if value is None:
+        return None
+    if type(value) is not str:
+        raise RecordError(Reason.WRONG_TYPE, name)
+    return None if value in ("", "-") else value
+
+
+def _request_line(obj: dict[str, Any], paths: tuple[_Path, ...]) -> str | None:
+    """A request line ("GET / HTTP/1.1"); an object under that name is another schema's, not an error
+    (Caddy's "request" holds the request's fields)."""
+    value, name = _present(obj, paths)
+    if value is None or type(value) is dict:
         return None
     if type(value) is not str:
         raise RecordError(Reason.WRONG_TYPE, name)

@@ -16,8 +16,9 @@ long hex or base64 tokens                              ``{token}``
 =====================================================  ==========================
 
 It errs towards over-scrubbing (a version string like ``1.2.3.4`` becomes ``{ip}``). Placeholders
-contain no character any rule matches, so scrubbing is idempotent. Every rule is guarded by a
-cheap ``in`` test or one precompiled search, so text with nothing to replace returns quickly.
+contain no character any rule matches, and passes repeat until nothing changes, so scrubbing is
+idempotent. Every rule is guarded by a cheap ``in`` test or one precompiled search, so text with
+nothing to replace returns quickly (the same object).
 
 >>> TextScrubber()("mail bob@example.com from 10.1.2.3 with token=abc123")
 'mail {email} from {ip} with token={secret}'
@@ -38,17 +39,17 @@ _AUTH_RE: Final = re.compile(
     r"(?=[A-Za-z0-9._~+/=-]*(?:[0-9._~+/=-]|[a-z][A-Z]|[A-Z][a-z]))[A-Za-z0-9._~+/=-]{8,}"
 )
 # key=value / key: value where the key names a secret; the value (quoted or up to a delimiter) goes.
-_SECRET_KEYS: Final = (
+_ASSIGN_NAMES: Final = (
     r"pass(?:word|wd|phrase)?|pwd|secret|token|key|auth|credentials?|session(?:id)?|sid|"
     r"jsessionid|phpsessid|signature|sig|otp|pin"
 )
 _ASSIGN_RE: Final = re.compile(
-    rf"(?i)(\b(?:[A-Za-z0-9]+[_.-])*(?:{_SECRET_KEYS})\b[\"']?\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s&;,\"']+)"
+    rf"(?i)(\b(?:[A-Za-z0-9]+[_.-])*(?:{_ASSIGN_NAMES})\b[\"']?\s*[=:]\s*)"
+    r"(\{secret\}|\"[^\"]*\"|'[^']*'|[^\s&;,\"'}]+)"
 )
-# Local part: RFC 5322 atext without the braces of our own placeholders (keeps scrubbing idempotent).
+# Local part: RFC 5322 atext (dot-atom); quoted local parts and IP-literal domains are not covered.
 _EMAIL_RE: Final = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`|~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`|~-]+)*"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 )
 # Candidates only: inet_pton decides, so "12:30:45" and MAC addresses stay. The dotted tail is tried
@@ -58,7 +59,9 @@ _IPV6_RE: Final = re.compile(
 )
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
-_UUID_RE: Final = re.compile(r"(?i)(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])")
+_UUID_RE: Final = re.compile(
+    r"(?i)(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])"
+)
 # Long hex ids (session ids, digests) and base64 runs that mix letters and digits.
 _HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}(?![A-Za-z0-9])")
 _B64_RE: Final = re.compile(
@@ -68,6 +71,7 @@ _B64_PARTS_RE: Final = re.compile(r"[-_.~]+")
 _B64_MIN_SWITCH_RATIO: Final = 0.35
 _DIGIT_RE: Final = re.compile(r"\d")
 _AUTH_WORDS: Final = ("earer", "EARER", "asic", "ASIC")
+_MAX_PASSES: Final = 4
 
 _AF_INET6 = socket.AF_INET6
 _inet_pton = socket.inet_pton
@@ -162,28 +166,40 @@ class TextScrubber:
 
     def __call__(self, text: str) -> str:
         """Scrub one string."""
-        has_digit = _DIGIT_RE.search(text) is not None
-        has_at = "@" in text
-        has_colon = ":" in text
-        has_eq = "=" in text
-        has_jwt = "eyJ" in text
-        has_auth = any(word in text for word in _AUTH_WORDS)
-        if not (has_digit or has_at or has_colon or has_eq or has_jwt or has_auth):
-            return text  # no rule can match without one of these (every token rule needs a digit)
-        if has_jwt:
-            text = _JWT_RE.sub("{jwt}", text)
-        if has_auth:
-            text = _AUTH_RE.sub(_auth, text)
-        if has_eq or has_colon:
-            text = _ASSIGN_RE.sub(_assign, text)
-        if has_at:
-            text = _EMAIL_RE.sub("{email}", text)
-        if has_colon:
-            text = _IPV6_RE.sub(_ipv6, text)
-        if has_digit:
-            text = _IPV4_RE.sub("{ip}", text)
-            text = _CARD_RE.sub(_card, text)
-            text = _UUID_RE.sub("{uuid}", text)
-            text = _HEX_RE.sub("{token}", text)
-            text = _B64_RE.sub(_b64, text)
+        # A replacement can expose another candidate ("0000000000000PASSWORD=x": once the digits
+        # are "{card}", "PASSWORD" starts a word), so passes repeat until nothing changes. Each
+        # change strictly shrinks the unscrubbed text; the cap only bounds pathological inputs.
+        for _ in range(_MAX_PASSES):
+            scrubbed = _scrub_once(text)
+            if scrubbed == text:
+                break
+            text = scrubbed
         return text
+
+
+def _scrub_once(text: str) -> str:
+    has_digit = _DIGIT_RE.search(text) is not None
+    has_at = "@" in text
+    has_colon = ":" in text
+    has_eq = "=" in text
+    has_jwt = "eyJ" in text
+    has_auth = any(word in text for word in _AUTH_WORDS)
+    if not (has_digit or has_at or has_colon or has_eq or has_jwt or has_auth):
+        return text  # no rule can match without one of these (every token rule needs a digit)
+    if has_jwt:
+        text = _JWT_RE.sub("{jwt}", text)
+    if has_auth:
+        text = _AUTH_RE.sub(_auth, text)
+    if has_eq or has_colon:
+        text = _ASSIGN_RE.sub(_assign, text)
+    if has_at:
+        text = _EMAIL_RE.sub("{email}", text)
+    if has_colon:
+        text = _IPV6_RE.sub(_ipv6, text)
+    if has_digit:
+        text = _IPV4_RE.sub("{ip}", text)
+        text = _CARD_RE.sub(_card, text)
+        text = _UUID_RE.sub("{uuid}", text)
+        text = _HEX_RE.sub("{token}", text)
+        text = _B64_RE.sub(_b64, text)
+    return text

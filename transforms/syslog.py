@@ -195,8 +195,12 @@ def _classify(message: str) -> SshHit | None:
         match = _INVALID_USER.match(message)
         if match:
             return SshHit(SshOutcome.INVALID_USER, match[2], match[1] or None, None, True)
-    elif "authentication failure" in message:
+    elif "rhost=" in message:  # pam_unix: "authentication failure; ... rhost=H user=U"
         return _pam_failure(message)
+    elif message.startswith("PAM: Authentication failure"):  # OpenSSH's own PAM glue (FreeBSD, Solaris)
+        match = _PAM_DIRECT.match(message)
+        if match:
+            return SshHit(SshOutcome.AUTH_FAILURE, match[3], match[2] or None, None, match[1] is not None)
     elif message.startswith(_DISCONNECT_PREFIXES):
         hit = _disconnect(message)
         if hit is not None:
@@ -223,16 +227,12 @@ def _classify(message: str) -> SshHit | None:
 def _pam_failure(message: str) -> SshHit | None:
     """pam_unix ``authentication failure; ... rhost=H user=U`` (and its ``PAM N more ...`` summary)."""
     match = _RHOST.search(message)
-    if match is not None:
-        if not match[1]:  # "rhost=" empty: a local login, no remote client
-            return None
-        # "PAM 2 more authentication failures" sums up attempts already logged one by one
-        outcome = SshOutcome.OTHER if " more authentication failure" in message else SshOutcome.AUTH_FAILURE
-        return SshHit(outcome, match[1], match[2], None, False)
-    match = _PAM_DIRECT.search(message)
-    if match is not None:
-        return SshHit(SshOutcome.AUTH_FAILURE, match[3], match[2] or None, None, match[1] is not None)
-    return _any_address(message)
+    if match is None or not match[1]:  # "rhost=" empty: a local login, no remote client
+        return None
+    if " more authentication failure" in message:
+        # "PAM 2 more authentication failures; ..." sums up attempts already logged one by one
+        return SshHit(SshOutcome.OTHER, match[1], match[2], None, False)
+    return SshHit(SshOutcome.AUTH_FAILURE, match[1], match[2], None, False)
 
 
 def _disconnect(message: str) -> SshHit | None:

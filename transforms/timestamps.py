@@ -170,8 +170,4 @@ def infer_syslog_year(
 def _is_decimal(text: str) -> bool:
     """True for ``1431857103`` or ``1431857103.25`` (epoch as text), ASCII digits only."""
     whole, _, fraction = text.partition(".")
-    return (
-        whole.isascii()
-        and whole.isdigit()
-        and (not fraction or (fraction.isascii() and fraction.isdigit()))
-    )
+    return whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))

@@ -98,8 +98,7 @@ def _int_option(name: str, value: object, low: int, high: int) -> int:
 def _allowlist_matcher(patterns: object) -> Callable[[str], bool] | None:
     if isinstance(patterns, str) or not isinstance(patterns, Sequence):
         raise ConfigError(
-            "query_allowlist must be a list of parameter-name globs such as ['utm_*', 'page'], "
-            f"got {patterns!r}"
+            f"query_allowlist must be a list of parameter-name globs such as ['utm_*', 'page'], got {patterns!r}"
         )
     for pattern in patterns:
         if not isinstance(pattern, str) or not _GLOB_RE.fullmatch(pattern):
@@ -175,8 +174,9 @@ class UrlMinimizer:
 
     def _params(self, query: str) -> dict[str, str]:
         allowed = self._allowed
-        assert allowed is not None  # checked by the caller; narrows the type
         out: dict[str, str] = {}
+        if allowed is None:
+            return out
         for pair in query.split("&"):
             raw_key, _, raw_value = pair.partition("=")
             key = unquote_plus(raw_key) if ("%" in raw_key or "+" in raw_key) else raw_key
@@ -206,6 +206,8 @@ class UrlMinimizer:
         if not raw:
             return raw
         s = unquote(raw, errors="replace") if "%" in raw else raw
+        if s.startswith("eyJ") and _JWT_RE.fullmatch(s):
+            return "{token}"  # before the extension check: a short signature would pass for one
         # Extension first, so "/img/<digest>.png" keeps ".png" (a whole-name check would call it a token).
         stem, dot, ext = s.rpartition(".")
         if dot and stem and _EXT_RE.fullmatch(ext) and (placeholder := _classify(stem)) is not None:

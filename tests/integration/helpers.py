@@ -125,7 +125,10 @@ async def drain(bootstrap: str, topic: str, timeout_s: float = 20) -> list[tuple
         ends = await consumer.end_offsets(tps)
         out: list[tuple[bytes | None, bytes]] = []
         deadline = time.monotonic() + timeout_s
-        while any((await consumer.position(tp)) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind() and time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 out.extend((m.key, m.value) for m in messages)
         return out

@@ -58,7 +58,7 @@ def _mutate_unknown_kind(doc: dict[str, Any]) -> None:
         (_mutate_unknown_transform, "unknown transform 'hash_ipp'; valid: classify_ip"),  # lists valid names
         (_mutate_bad_param, "ipv4_prefix"),  # out-of-range parameter
         (_mutate_unknown_param, "ipv4_bits: unknown key"),  # unknown parameter
-        (_mutate_copy_personal_field, "analytics.fields.14.params.field"),  # copying a raw value is not allowed
+        (_mutate_copy_personal_field, "analytics.fields.14.field"),  # copying a raw value is not allowed
         (_mutate_abuse_subject_purpose, "purpose 'security'"),  # the subject must be the security pseudonym
         (_mutate_unknown_kind, "analytics.kinds.0"),  # not an event kind
     ],

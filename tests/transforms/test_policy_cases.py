@@ -56,3 +56,14 @@ def test_policy_case(case: dict[str, Any], processor: RecordProcessor) -> None:
     blob = orjson.dumps([outcome.analytics, outcome.abuse]).decode()
     for forbidden in case.get("absent", []):
         assert forbidden not in blob
+
+
+def test_events_older_than_the_keyring_are_filtered_for_retention() -> None:
+    """A shredded (or never-existing) epoch key means the record must not be kept in any form."""
+    from transforms.keyring import generate_keyring
+
+    processor = RecordProcessor.build(load_policy(), generate_keyring(valid_from=datetime(2020, 1, 1, tzinfo=UTC)))
+    line = b'83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 1 "-" "-"'
+    outcome = processor(line, INGEST)
+    assert (outcome.route.value, outcome.reason) == ("filtered", "beyond_retention")
+    assert outcome.analytics == outcome.abuse == []

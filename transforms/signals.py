@@ -1,0 +1,680 @@
+"""Per-record security signals: which known-bad pattern, if any, one event shows.
+
+A signal names a rule, never the data that matched it: no URL, no user agent, no matched substring
+leaves this module (the product's privacy rule). Counting signals per source over time (brute force,
+scanning bursts) is the job of the stateful stage that consumes them.
+
+Usage::
+
+    detect = SignalDetector.build(SignalParams())
+    for signal in detect(event):
+        ...  # signal.rule == "http.sqli", signal.severity == Severity.HIGH, ...
+
+``build`` reads and compiles the pattern lists once (``config/patterns/`` by default; see its
+``README.md`` for origins and licences) and raises :class:`~transforms.errors.ConfigError` for a missing
+or invalid file or an unknown rule id. The returned detector is pure and synchronous: no I/O, no
+logging, no state between calls.
+
+Rules (``RULES`` is the registry; several may fire on one event, each at most once):
+
+============================  ==============  ========  =========  =============================================
+rule                          category        severity  technique  fires on
+============================  ==============  ========  =========  =============================================
+ssh.auth_failed               brute_force     low       T1110      sshd ``FAILED`` / ``AUTH_FAILURE``; hints
+                                                                   ``not_allowed``, ``root_refused``,
+                                                                   ``too_many_auth`` (see ``SSH_EVENT_KEY``)
+ssh.invalid_user              brute_force     medium    T1110      ``INVALID_USER`` or ``Event.invalid_user``
+ssh.preauth_probe             recon           low       T1595      hints ``no_ident``, ``bad_protocol``,
+                                                                   ``kex_failed``, ``break_in``, ``preauth_timeout``
+http.auth_failure             brute_force     low       T1110      401/403 on an auth path, on a POST, or with a
+                                                                   user name; POST /wp-login.php answered 200
+http.sqli                     injection       high      T1190      SQL injection syntax in path or query
+http.xss                      injection       medium    T1190      script/HTML injection in path or query
+http.cmdi                     injection       high      T1190      shell command after a separator in a query value
+http.path_traversal           traversal       high      T1190      ``../``, OS files (/etc/passwd, win.ini), php://
+http.rfi                      injection       high      T1190      ftp:// or a suspicious http(s):// URL as a value
+http.shellshock               injection       high      T1190      ``() {`` in URL, user agent or referrer
+http.jndi                     injection       high      T1190      Log4Shell ``${jndi:`` lookups in URL/UA/referrer
+http.sensitive_file           discovery       medium    T1083      .env, .git/, backups, keys, config dumps
+http.webshell                 backdoor        high      T1505.003  a known web-shell file name
+http.admin_probe              recon           low       T1595.003  admin panel / CMS path answered 403 or 404
+http.scanner_ua               recon           medium    T1595.002  security scanner user agent (sqlmap, nikto...)
+http.bad_bot_ua               recon           low       -          scraper / bad crawler user agent
+http.protocol_abuse           protocol        low       T1595      odd method, bad version, absolute-URI,
+                                                                   malformed request line
+============================  ==============  ========  =========  =============================================
+
+SSH events other than the four sshd outcomes carry what happened in ``Event.extra[SSH_EVENT_KEY]`` (a
+parser hint from ``SSH_EVENT_HINTS``, never a raw value); without it only the outcome-based rules fire.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from transforms.decode import normalize_path, normalize_query
+from transforms.errors import ConfigError
+from transforms.model import Event, EventKind, SshOutcome
+
+__all__ = [
+    "RULES",
+    "SSH_EVENT_HINTS",
+    "SSH_EVENT_KEY",
+    "Severity",
+    "Signal",
+    "SignalDetector",
+    "SignalParams",
+]
+
+
+class Severity(StrEnum):
+    """How much one occurrence matters on its own (before any counting per source)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One rule that fired on one event. Carries no data from the event."""
+
+    rule: str  # e.g. "http.sqli"
+    category: str  # e.g. "injection"
+    severity: Severity
+    technique: str | None  # MITRE ATT&CK technique id, e.g. "T1190"
+
+
+def _signal(rule: str, category: str, severity: Severity, technique: str | None) -> tuple[str, Signal]:
+    return rule, Signal(rule, category, severity, technique)
+
+
+# The registry: every rule id this module can emit. One Signal instance per rule is shared by all events
+# (it is frozen), so firing allocates nothing.
+RULES: Final[Mapping[str, Signal]] = MappingProxyType(
+    dict(
+        [
+            _signal("ssh.auth_failed", "brute_force", Severity.LOW, "T1110"),
+            _signal("ssh.invalid_user", "brute_force", Severity.MEDIUM, "T1110"),
+            _signal("ssh.preauth_probe", "recon", Severity.LOW, "T1595"),
+            _signal("http.auth_failure", "brute_force", Severity.LOW, "T1110"),
+            _signal("http.sqli", "injection", Severity.HIGH, "T1190"),
+            _signal("http.xss", "injection", Severity.MEDIUM, "T1190"),
+            _signal("http.cmdi", "injection", Severity.HIGH, "T1190"),
+            _signal("http.path_traversal", "traversal", Severity.HIGH, "T1190"),
+            _signal("http.rfi", "injection", Severity.HIGH, "T1190"),
+            _signal("http.shellshock", "injection", Severity.HIGH, "T1190"),
+            _signal("http.jndi", "injection", Severity.HIGH, "T1190"),
+            _signal("http.sensitive_file", "discovery", Severity.MEDIUM, "T1083"),
+            _signal("http.webshell", "backdoor", Severity.HIGH, "T1505.003"),
+            _signal("http.admin_probe", "recon", Severity.LOW, "T1595.003"),
+            _signal("http.scanner_ua", "recon", Severity.MEDIUM, "T1595.002"),
+            _signal("http.bad_bot_ua", "recon", Severity.LOW, None),
+            _signal("http.protocol_abuse", "protocol", Severity.LOW, "T1595"),
+        ]
+    )
+)
+
+# Pattern files each rule needs (relative to patterns_dir); a disabled rule's files are not read.
+_RULE_FILES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "http.sqli": ("sqli.regex.txt",),
+        "http.xss": ("xss.regex.txt",),
+        "http.cmdi": ("cmdi.regex.txt", "unix_shell_commands.txt"),
+        "http.path_traversal": ("lfi_os_files.txt",),
+        "http.sensitive_file": ("sensitive_files.txt",),
+        "http.webshell": ("webshells.txt",),
+        "http.admin_probe": ("admin_interfaces.txt", "admin_interfaces_exact.txt"),
+        "http.scanner_ua": ("scanner_user_agents.txt",),
+        "http.bad_bot_ua": ("bad_bot_user_agents.txt",),
+    }
+)
+
+# Key of Event.extra under which an sshd parser names a line that is not one of the four outcomes.
+SSH_EVENT_KEY: Final = "ssh_event"
+# Hint value -> rule. Hints are fixed codes chosen by the parser, never text from the line.
+SSH_EVENT_HINTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "not_allowed": "ssh.auth_failed",  # "User root from X not allowed because ..." (AllowUsers, DenyGroups)
+        "root_refused": "ssh.auth_failed",  # "ROOT LOGIN REFUSED FROM X"
+        "too_many_auth": "ssh.auth_failed",  # "Disconnecting: Too many authentication failures",
+        # "maximum authentication attempts exceeded"
+        "no_ident": "ssh.preauth_probe",  # "Did not receive identification string from X": a port scan
+        "bad_protocol": "ssh.preauth_probe",  # "Bad protocol version identification", "banner exchange: invalid"
+        "kex_failed": "ssh.preauth_probe",  # "Unable to negotiate with X", "no matching key exchange method"
+        "break_in": "ssh.preauth_probe",  # "reverse mapping checking ... POSSIBLE BREAK-IN ATTEMPT"
+        "preauth_timeout": "ssh.preauth_probe",  # "Timeout before authentication for X"
+    }
+)
+
+_DEFAULT_PATTERNS_DIR: Final = Path(__file__).resolve().parent.parent / "config" / "patterns"
+
+_DEFAULT_AUTH_PATHS: Final = (
+    "/login",
+    "/logon",
+    "/signin",
+    "/sign-in",
+    "/sign_in",
+    "/users/sign_in",
+    "/user/login",
+    "/account/login",
+    "/accounts/login",
+    "/auth",
+    "/api/auth",
+    "/api/login",
+    "/api/token",
+    "/oauth/token",
+    "/session",
+    "/sessions",
+    "/wp-login.php",
+    "/xmlrpc.php",
+    "/admin",
+    "/administrator",
+    "/j_security_check",
+    "/j_spring_security_check",
+)
+
+
+class SignalParams(BaseModel):
+    """Settings of the per-record signal detector, validated once at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Folder of pattern lists; None means the package's config/patterns.
+    patterns_dir: str | None = None
+    # Login endpoints: a 401/403 there is an authentication failure. Each entry is a path ("/login") that
+    # matches as whole segments anywhere in the request path ("/blog/login", "/login/", "/login.php").
+    auth_paths: list[str] = list(_DEFAULT_AUTH_PATHS)
+    # Rule ids to run; None runs every rule in RULES.
+    enabled_rules: list[str] | None = None
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _read_entries(directory: Path, name: str) -> list[tuple[int, str]]:
+    """Non-blank, non-comment lines of a pattern file, with line numbers; ConfigError if absent or empty."""
+    path = directory / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"patterns_dir: pattern file {name} is missing from {directory}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"patterns_dir: pattern file {name} cannot be read ({type(exc).__name__})") from None
+    entries = [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not entries:
+        raise ConfigError(f"patterns_dir: pattern file {name} has no entries")
+    return entries
+
+
+def _literals(directory: Path, name: str, *, lower: bool = True) -> list[str]:
+    return [entry.lower() if lower else entry for _, entry in _read_entries(directory, name)]
+
+
+def _regex_alternation(directory: Path, name: str) -> str:
+    """The lines of a ``*.regex.txt`` file as one alternation, each line checked on its own first."""
+    parts = []
+    for number, entry in _read_entries(directory, name):
+        try:
+            re.compile(entry)
+        except re.error as exc:
+            raise ConfigError(f"patterns_dir: {name} line {number}: invalid regular expression ({exc.msg})") from None
+        parts.append(f"(?:{entry})")
+    return "|".join(parts)
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex alternation of literal ``words`` factored into a prefix tree.
+
+    Python's ``re`` tries alternatives one after the other; sharing prefixes makes a list of hundreds of
+    literals cost about as much as its longest entry at each position, instead of the sum of them all.
+    """
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]  # recursive structure
+    for word in words:
+        if not word:
+            continue
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # end of a word
+
+    def render(node: dict[str, dict]) -> str:  # type: ignore[type-arg]
+        branches = [re.escape(char) + render(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        group = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:  # a word ends here and longer ones continue
+            return f"(?:{group})?"
+        return group
+
+    return render(trie)
+
+
+# --------------------------------------------------------------------------------------------- matching
+
+# Upper bound on the characters examined per field: more than any server accepts in a request line
+# (8 KiB by default), so it only bounds the cost of a hostile record.
+_MAX_FIELD_CHARS: Final = 16_384
+
+# Query parameters are decoded one by one: a raw '&' separates parameters, a decoded one (%26) is data
+# and may be a shell separator. The unit separator marks parameter boundaries in the decoded query.
+_PARAM_SEP: Final = "\x1f"
+
+_STANDARD_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# "HTTP/0.9" never appears in a valid request line (0.9 requests have no version token).
+_VALID_VERSIONS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"})
+_ABSOLUTE_URI: Final = re.compile(r"[a-z][a-z0-9+.-]{0,15}://", re.IGNORECASE)
+
+# "../" as a path step (also "....//" once slashes are collapsed), "/.." at the end, Tomcat "..;/",
+# and the hex spellings (0x2e = '.', 0x5c = '\') that some fuzzers use. Only searched in text that
+# contains ".." or "0x2e" (two substring tests reject ordinary requests).
+_TRAVERSAL_SEQ: Final = re.compile(
+    r"(?:^|[/=\x1f:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x1f|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00"
+)
+# PHP stream wrappers and file:// as a parameter value: local file read (CrowdSec path_traversal.txt).
+_LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x1f])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
+
+# Remote file inclusion: a URL as a parameter value, when it looks like a payload rather than a redirect
+# target (OAuth redirect_uri=https://..., share links). Always for ftp://; for http(s):// when the host
+# is an IPv4 literal, the URL ends in '?' or a NUL (cuts off the suffix the script appends), it names a
+# .txt/.inc/.sh file, or the parameter is one of the include-style names scanners fuzz (CRS 931100-931120).
+_RFI: Final = re.compile(
+    r"(?:^|[=\x1f])\s*ftps?://"
+    r"|(?:^|[=\x1f])\s*https?://(?:\d{1,3}\.){3}\d{1,3}(?:[:/?\x1f]|$)"
+    r"|(?:^|[=\x1f])\s*https?://[^\x1f\s]{1,2000}?(?:\?|\x00)(?:\x1f|$)"
+    r"|(?:^|[=\x1f])\s*https?://[^\x1f\s?#]{1,2000}?\.(?:txt|inc|sh)(?:[?#\x1f]|$)"
+    r"|(?:^|\x1f)[\w\[\].-]{0,40}?(?:include|inc|require|file|path|template|dir|root|base_?path|folder|conf"
+    r"|config|mosconfig_absolute_path|globals)(?:\[[^\]=]{0,40}\])?=\s*https?://"
+)
+
+# Characters or words that every line of sqli.regex.txt needs (see that file's header). Plain whitespace
+# is not enough: search terms have spaces, and the full file costs ~10 us per candidate.
+_SQLI_TRIGGER: Final = re.compile(
+    r"['\"`();#@|*$]|--|union|select|or\s|and\s|xor|waitfor|case\s|order\s|group\s|having|into\s|procedure"
+    r"|drop\s|create\s|alter\s|truncate|delete\s|insert\s|information_schema|\.\.sys"
+    r"|sys(?:objects|columns|databases|users|ibm)|pg_catalog|pg_shadow|sqlite_master|mysql\.user|all_tables"
+    r"|dba_users|user_tables|msysaccessobjects"
+)
+# Characters or words that every line of xss.regex.txt needs (see that file's header).
+_XSS_TRIGGER: Final = re.compile(r"[<&\\(`:]|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode")
+
+_SHELLSHOCK: Final = re.compile(r"\(\s*\)\s*\{")
+# Log4Shell: "${jndi:", other log4j lookups used to obfuscate it, and nested "${${...}" constructions.
+_JNDI: Final = re.compile(
+    r"\$\{[\s$]*\{?(?:jndi|lower|upper|env|sys|date|main|ctx|java|base64|k8s|docker|spring|web|bundle|::-)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Http:
+    """The parts of an HTTP event that rules look at, normalised once per event."""
+
+    event: Event
+    path: str  # decoded, lower-case path
+    query: str  # decoded, lower-case query; parameters separated by _PARAM_SEP
+    target: str  # path + _PARAM_SEP + query: the whole request target for rules that scan both
+    user_agent: str  # raw user agent ("" if absent)
+    user_agent_lower: str
+    referrer: str  # raw referrer ("" if absent)
+
+
+def _split_target(url: str) -> tuple[str, str]:
+    """Raw (path, query) of a request target; an absolute-URI loses its scheme and authority."""
+    if url[:1] != "/" and (match := _ABSOLUTE_URI.match(url)):
+        rest = url[match.end() :]
+        slash = rest.find("/")
+        question = rest.find("?")
+        cut = min(i for i in (slash, question, len(rest)) if i >= 0)
+        url = rest[cut:] if rest[cut:cut + 1] == "/" else "/" + rest[cut:]
+    path, _, query = url.partition("?")
+    return path, query
+
+
+def _view(event: Event) -> _Http:
+    url = (event.url or "")[:_MAX_FIELD_CHARS]
+    raw_path, raw_query = _split_target(url)
+    path = normalize_path(raw_path)
+    query = normalize_query(raw_query.replace("&", _PARAM_SEP)) if raw_query else ""
+    user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]
+    return _Http(
+        event=event,
+        path=path,
+        query=query,
+        target=f"{path}{_PARAM_SEP}{query}" if query else path,
+        user_agent=user_agent,
+        user_agent_lower=user_agent.lower(),
+        referrer=(event.referrer or "")[:_MAX_FIELD_CHARS],
+    )
+
+
+def _header_decoded(value: str) -> str:
+    """A header value as matched by the injection rules: percent-decoded only if it holds escapes."""
+    return normalize_query(value) if "%" in value else value.lower()
+
+
+_HttpCheck = Callable[[_Http], bool]
+
+
+def _check_auth_failure(auth_paths: re.Pattern[str]) -> _HttpCheck:
+    def check(req: _Http) -> bool:
+        event = req.event
+        status = event.status
+        if status in (401, 403):
+            # A 401 without credentials is the normal challenge; with a user name, a POST or on a login
+            # endpoint it is a failed attempt.
+            return event.method == "POST" or event.user is not None or auth_paths.search(req.path) is not None
+        # WordPress answers a failed login with 200 and the form again; success is a 302.
+        return status == 200 and event.method == "POST" and req.path.endswith("/wp-login.php")
+
+    return check
+
+
+def _check_target(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
+    """``pattern`` searched in path and query, only when the cheap ``trigger`` finds a candidate.
+
+    A regex of dozens of alternatives costs microseconds per search in ``re``; the trigger lists what
+    every alternative needs (a quote, a bracket, a space...), so paths like ``/img/a.png`` skip it.
+    """
+
+    def check(req: _Http) -> bool:
+        target = req.target
+        return trigger.search(target) is not None and pattern.search(target) is not None
+
+    return check
+
+
+def _check_query(pattern: re.Pattern[str]) -> _HttpCheck:
+    return lambda req: bool(req.query) and pattern.search(req.query) is not None
+
+
+def _check_path_traversal(os_files: re.Pattern[str]) -> _HttpCheck:
+    def check(req: _Http) -> bool:
+        target = req.target
+        return (
+            ((".." in target or "0x2e" in target) and _TRAVERSAL_SEQ.search(target) is not None)
+            or os_files.search(target) is not None
+            or (bool(req.query) and _LFI_WRAPPER.search(req.query) is not None)
+        )
+
+    return check
+
+
+def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_marker: str) -> _HttpCheck:
+    """A pattern searched in the request target, the user agent and the referrer.
+
+    Headers are decoded only when they contain the pattern's ``marker`` (raw or percent-encoded), so the
+    common case costs two substring tests.
+    """
+    search = pattern.search
+
+    def check(req: _Http) -> bool:
+        if marker in req.target and search(req.target) is not None:
+            return True
+        for header in (req.user_agent, req.referrer):
+            if header and (marker in header or encoded_marker in header.lower()):
+                if search(_header_decoded(header)) is not None:
+                    return True
+        return False
+
+    return check
+
+
+def _check_sensitive_file(pattern: re.Pattern[str]) -> _HttpCheck:
+    return lambda req: pattern.search(req.path) is not None
+
+
+def _check_webshell(names: frozenset[str]) -> _HttpCheck:
+    return lambda req: req.path[req.path.rfind("/") + 1 :] in names
+
+
+def _check_admin_probe(contains: re.Pattern[str], exact: frozenset[str]) -> _HttpCheck:
+    def check(req: _Http) -> bool:
+        # Only a miss or a refusal is a probe: the site's own admin answering 200/302 is ordinary use.
+        if req.event.status not in (None, 403, 404):
+            return False
+        return req.path.rstrip("/") in exact or contains.search(req.path) is not None
+
+    return check
+
+
+def _check_scanner_ua(pattern: re.Pattern[str]) -> _HttpCheck:
+    return lambda req: bool(req.user_agent_lower) and pattern.search(req.user_agent_lower) is not None
+
+
+# Word tokens that start with a letter: cheaper to find than every \w+ run (digits are frequent in agents).
+_WORD: Final = re.compile(r"[A-Za-z]\w+")
+
+
+def _check_bad_bot_ua(names: list[str]) -> _HttpCheck:
+    """Whole-word, case-sensitive names (CrowdSec's ``\\bName\\b``), found through their first word.
+
+    A regex alternation of ~450 names costs several microseconds per user agent in ``re``; indexing the
+    names by their first letter-initial word lets one ``findall`` and a set intersection reject ordinary
+    agents. Where a name occurs as a whole word, scanning the agent yields the same first word as
+    scanning the name alone, so the index misses nothing.
+    """
+    by_first_word: dict[str, list[str]] = {}
+    unindexed: list[str] = []  # names without such a word ("G-i-g-a-b-o-t"): always checked
+    for name in names:
+        first = _WORD.search(name)
+        if first is None:
+            unindexed.append(name)
+        else:
+            by_first_word.setdefault(first.group(0), []).append(name)
+    verify = {
+        word: re.compile(rf"(?<!\w){_trie_pattern(group)}(?!\w)") for word, group in by_first_word.items()
+    }
+    # A plain substring test first: a lookbehind-led regex cannot use re's fast literal scan.
+    always = tuple((name, re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")) for name in unindexed)
+
+    def check(req: _Http) -> bool:
+        user_agent = req.user_agent
+        if not user_agent:
+            return False
+        for word in verify.keys() & _WORD.findall(user_agent):
+            if verify[word].search(user_agent) is not None:
+                return True
+        return any(name in user_agent and pattern.search(user_agent) is not None for name, pattern in always)
+
+    return check
+
+
+def _check_protocol_abuse(req: _Http) -> bool:
+    event = req.event
+    if event.extra.get("request") == "malformed":
+        return True
+    method = event.method
+    url = event.url
+    if method is None:
+        # A request line that the parser could not split into method, target and version; or an empty
+        # one that the server rejected (nginx logs port scanners and TLS-on-plain-HTTP as "" 400; Apache's
+        # "-" 408 for browser preconnects is not a signal).
+        return url is not None or event.status == 400
+    if method not in _STANDARD_METHODS:  # CONNECT, TRACE, TRACK, PROPFIND, DEBUG, lower-case, garbage
+        return True
+    if event.http_version is not None and event.http_version not in _VALID_VERSIONS:
+        return True
+    if url:
+        if url[0] == "/":
+            return False
+        # "GET http://other-host/" (open-proxy probe), "GET index.php" (no leading slash); "OPTIONS *" is valid.
+        return not (url == "*" and method == "OPTIONS")
+    return False
+
+
+# --------------------------------------------------------------------------------------------- building
+
+
+def _compile_sensitive(entries: list[str]) -> re.Pattern[str]:
+    """One regex for the four entry kinds of sensitive_files.txt (see that file's header)."""
+    folders, suffixes, names, prefixes = [], [], [], []
+    for entry in entries:
+        if entry.endswith("/"):
+            folders.append(entry.strip("/"))
+        elif entry.endswith("*"):
+            prefixes.append(entry[:-1].lstrip("/"))
+        elif entry.startswith("."):
+            suffixes.append(entry)
+        else:
+            names.append(entry.lstrip("/"))
+    parts = []
+    if folders:
+        parts.append(f"/{_trie_pattern(folders)}(?:/|$)")
+    if suffixes:
+        parts.append(f"{_trie_pattern(suffixes)}$")
+    if names:
+        parts.append(f"/{_trie_pattern(names)}$")
+    if prefixes:
+        parts.append(f"/{_trie_pattern(prefixes)}[^/]*$")
+    return re.compile("|".join(parts))
+
+
+def _compile_os_files(entries: list[str]) -> re.Pattern[str]:
+    # An OS path must start a path component and end at one: etc/passwd, not etc/passwords-help.html.
+    stems = {entry.strip("/") for entry in entries}
+    # The path always starts with '/' and a query value follows '=' or the parameter separator, so no
+    # '^' branch is needed; a pattern that starts with a character class lets re skip ahead quickly.
+    return re.compile(rf"[/=\x1f:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
+
+
+def _compile_cmdi(directory: Path) -> re.Pattern[str]:
+    commands = _trie_pattern(_literals(directory, "unix_shell_commands.txt"))
+    # A command right after a shell separator, optionally with its /bin path, followed by an argument or
+    # the end of the value: "; id", "|/usr/bin/id", "&& cat /etc/passwd", "$(whoami)", "`ls`".
+    with_separator = (
+        r"(?:[;|&`\n]|\$\()\s*(?:(?:/usr(?:/local)?)?/s?bin/)?"
+        rf"{commands}(?=$|[\s;|&`<>()'\"\x1f]|\$\{{?ifs)"
+    )
+    return re.compile(f"{with_separator}|{_regex_alternation(directory, 'cmdi.regex.txt')}")
+
+
+def _compile_auth_paths(auth_paths: list[str]) -> re.Pattern[str]:
+    stems = []
+    for entry in auth_paths:
+        stem = entry.strip().lower().strip("/")
+        if not entry.startswith("/") or not stem:
+            raise ConfigError("auth_paths: every entry must be a non-empty path starting with '/'")
+        stems.append(stem)
+    if not stems:  # matches nothing: only POSTs and named users count as failed logins
+        return re.compile(r"(?!)")
+    return re.compile(rf"(?:^|/){_trie_pattern(stems)}(?:$|[/.;])")
+
+
+class SignalDetector:
+    """Turns one :class:`~transforms.model.Event` into the list of :class:`Signal` it shows.
+
+    Build it once with :meth:`build`; calling it is pure and synchronous. For benign traffic (most
+    events) the cost is a path/query decode and one regex search per enabled rule.
+    """
+
+    __slots__ = ("_http_checks", "_ssh_enabled", "rule_ids")
+
+    rule_ids: tuple[str, ...]
+
+    def __init__(
+        self,
+        rule_ids: tuple[str, ...],
+        http_checks: tuple[tuple[Signal, _HttpCheck], ...],
+        ssh_enabled: frozenset[str],
+    ) -> None:
+        """Use :meth:`build`; this only stores prebuilt parts."""
+        self.rule_ids = rule_ids
+        self._http_checks = http_checks
+        self._ssh_enabled = ssh_enabled
+
+    @classmethod
+    def build(cls, params: SignalParams) -> SignalDetector:
+        """Check ``params``, read and compile the pattern files of the enabled rules.
+
+        Raises:
+            ConfigError: an unknown rule id in ``enabled_rules`` (the message lists the valid ones), a
+                bad ``auth_paths`` entry, or a pattern file that is missing, empty or invalid.
+        """
+        if params.enabled_rules is None:
+            enabled = tuple(RULES)
+        else:
+            unknown = [rule for rule in params.enabled_rules if rule not in RULES]
+            if unknown:
+                raise ConfigError(
+                    f"enabled_rules: unknown rule id(s) {', '.join(sorted(set(unknown)))}; "
+                    f"valid: {', '.join(RULES)}"
+                )
+            # Registry order, so that signals come out in the same order whatever the config's order.
+            enabled = tuple(rule for rule in RULES if rule in params.enabled_rules)
+        directory = Path(params.patterns_dir) if params.patterns_dir is not None else _DEFAULT_PATTERNS_DIR
+        if not directory.is_dir():
+            raise ConfigError(f"patterns_dir: {directory} is not a directory")
+
+        auth_paths = _compile_auth_paths(params.auth_paths)
+        builders: dict[str, Callable[[], _HttpCheck]] = {
+            "http.auth_failure": lambda: _check_auth_failure(auth_paths),
+            "http.sqli": lambda: _check_target(
+                re.compile(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
+            ),
+            "http.xss": lambda: _check_target(
+                re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER
+            ),
+            "http.cmdi": lambda: _check_query(_compile_cmdi(directory)),
+            "http.path_traversal": lambda: _check_path_traversal(
+                _compile_os_files(_literals(directory, "lfi_os_files.txt"))
+            ),
+            "http.rfi": lambda: _check_query(_RFI),
+            "http.shellshock": lambda: _check_headers_and_target(_SHELLSHOCK, "(", "%28"),
+            "http.jndi": lambda: _check_headers_and_target(_JNDI, "${", "%24%7b"),
+            "http.sensitive_file": lambda: _check_sensitive_file(
+                _compile_sensitive(_literals(directory, "sensitive_files.txt"))
+            ),
+            "http.webshell": lambda: _check_webshell(frozenset(_literals(directory, "webshells.txt"))),
+            "http.admin_probe": lambda: _check_admin_probe(
+                re.compile(_trie_pattern(_literals(directory, "admin_interfaces.txt"))),
+                frozenset(entry.rstrip("/") for entry in _literals(directory, "admin_interfaces_exact.txt")),
+            ),
+            # CRS matches scanner names case-insensitively as substrings (@pmFromFile); the entries are
+            # lower-cased and matched on the lower-cased agent (re.IGNORECASE is ~8x slower here).
+            "http.scanner_ua": lambda: _check_scanner_ua(
+                re.compile(_trie_pattern(_literals(directory, "scanner_user_agents.txt")))
+            ),
+            # CrowdSec matches bad-bot names case-sensitively as whole words.
+            "http.bad_bot_ua": lambda: _check_bad_bot_ua(
+                _literals(directory, "bad_bot_user_agents.txt", lower=False)
+            ),
+            "http.protocol_abuse": lambda: _check_protocol_abuse,
+        }
+        http_checks = tuple((RULES[rule], builders[rule]()) for rule in enabled if rule in builders)
+        ssh_enabled = frozenset(rule for rule in enabled if rule.startswith("ssh."))
+        return cls(enabled, http_checks, ssh_enabled)
+
+    def __call__(self, event: Event) -> list[Signal]:
+        """The signals ``event`` shows, in registry order, each rule at most once; ``[]`` for none."""
+        if event.kind is EventKind.SSH:
+            return self._ssh(event)
+        if not self._http_checks:
+            return []
+        request = _view(event)
+        return [signal for signal, check in self._http_checks if check(request)]
+
+    def _ssh(self, event: Event) -> list[Signal]:
+        fired: set[str] = set()
+        outcome = event.ssh_outcome
+        if outcome is SshOutcome.FAILED or outcome is SshOutcome.AUTH_FAILURE:
+            fired.add("ssh.auth_failed")
+        if outcome is SshOutcome.INVALID_USER or event.invalid_user:
+            fired.add("ssh.invalid_user")
+        hint = event.extra.get(SSH_EVENT_KEY)
+        if hint is not None and (rule := SSH_EVENT_HINTS.get(hint)) is not None:
+            fired.add(rule)
+        if not fired:
+            return []
+        return [RULES[rule] for rule in self.rule_ids if rule in fired and rule in self._ssh_enabled]
