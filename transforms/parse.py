@@ -140,18 +140,18 @@ class ParseParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # larger records are rejected before they are decoded
-    max_record_bytes: int = Field(65536, gt=0)
+    max_record_bytes: int = Field(default=65536, gt=0)
     # Event field name -> candidate dotted JSON paths for flat JSON; a key given here replaces that key's
     # defaults (DEFAULT_FIELD_MAP), keys left out keep them, an empty list turns the field off
     field_map: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_FIELD_MAP.items()})
     # CIDRs of proxies / load balancers whose X-Forwarded-For is believed
     trusted_proxies: list[str] = Field(default_factory=list)
     # an event time further in the future than this is a broken clock: ingest time is used instead
-    max_future_skew_s: int = Field(300, ge=0)
+    max_future_skew_s: int = Field(default=300, ge=0)
     # an event time older than this is a broken clock too
-    max_event_age_days: int = Field(3650, gt=0)
+    max_event_age_days: int = Field(default=3650, gt=0)
     # "message repeated N times" expands to at most this many events (N is attacker-influenced input)
-    max_repeat_events: int = Field(1000, ge=1)
+    max_repeat_events: int = Field(default=1000, ge=1)
 
     @field_validator("field_map")
     @classmethod

@@ -83,7 +83,7 @@ class AnalyticsPolicy(OutputPolicy):
 
 
 class AbusePolicy(OutputPolicy):
-    signals: SignalParams = Field(default_factory=SignalParams)
+    signals: SignalParams = SignalParams()
 
     @field_validator("fields")
     @classmethod
@@ -107,8 +107,8 @@ class GeoPolicy(_Frozen):
 
 class Policy(_Frozen):
     version: Literal[1]
-    parse: ParseParams = Field(default_factory=ParseParams)
-    geo: GeoPolicy = Field(default_factory=GeoPolicy)
+    parse: ParseParams = ParseParams()  # frozen models: a shared default instance is safe
+    geo: GeoPolicy = GeoPolicy()
     analytics: AnalyticsPolicy
     abuse: AbusePolicy
 

@@ -67,8 +67,12 @@ class TruncateParams(_Params):
 GeoPart = Literal["country", "region", "coordinates", "asn", "as_org", "db"]
 
 
+def _default_geo_parts() -> list[GeoPart]:
+    return ["country", "region", "asn", "as_org", "db"]
+
+
 class GeoParams(_Params):
-    keep: list[GeoPart] = Field(default_factory=lambda: ["country", "region", "asn", "as_org", "db"])
+    keep: list[GeoPart] = Field(default_factory=_default_geo_parts)
 
 
 class UrlParams(_Params):

@@ -22,10 +22,11 @@ rule                          category        severity  technique  fires on
 ============================  ==============  ========  =========  =============================================
 ssh.auth_failed               brute_force     low       T1110      sshd ``FAILED`` / ``AUTH_FAILURE``; hints
                                                                    ``not_allowed``, ``root_refused``,
-                                                                   ``too_many_auth`` (see ``SSH_EVENT_KEY``)
+                                                                   ``too_many_auth``, ``auth_disconnect``
 ssh.invalid_user              brute_force     medium    T1110      ``INVALID_USER`` or ``Event.invalid_user``
 ssh.preauth_probe             recon           low       T1595      hints ``no_ident``, ``bad_protocol``,
-                                                                   ``kex_failed``, ``break_in``, ``preauth_timeout``
+                                                                   ``kex_failed``, ``break_in``, ``preauth_timeout``,
+                                                                   ``refused_connect`` (see ``SSH_EVENT_KEY``)
 http.auth_failure             brute_force     low       T1110      401/403 on an auth path, on a POST, or with a
                                                                    user name; POST /wp-login.php answered 200
 http.sqli                     injection       high      T1190      SQL injection syntax in path or query
@@ -147,11 +148,15 @@ SSH_EVENT_HINTS: Final[Mapping[str, str]] = MappingProxyType(
         "root_refused": "ssh.auth_failed",  # "ROOT LOGIN REFUSED FROM X"
         "too_many_auth": "ssh.auth_failed",  # "Disconnecting: Too many authentication failures",
         # "maximum authentication attempts exceeded"
+        # "Disconnected from / Connection closed by authenticating user root X [preauth]": the client gave up
+        # in the middle of authentication, which is how one-password-per-connection guessing shows
+        "auth_disconnect": "ssh.auth_failed",
         "no_ident": "ssh.preauth_probe",  # "Did not receive identification string from X": a port scan
         "bad_protocol": "ssh.preauth_probe",  # "Bad protocol version identification", "banner exchange: invalid"
         "kex_failed": "ssh.preauth_probe",  # "Unable to negotiate with X", "no matching key exchange method"
         "break_in": "ssh.preauth_probe",  # "reverse mapping checking ... POSSIBLE BREAK-IN ATTEMPT"
         "preauth_timeout": "ssh.preauth_probe",  # "Timeout before authentication for X"
+        "refused_connect": "ssh.preauth_probe",  # tcp_wrappers "refused connect from X"
     }
 )
 
@@ -303,12 +308,14 @@ _RFI: Final = re.compile(
 # is not enough: search terms have spaces, and the full file costs ~10 us per candidate.
 _SQLI_TRIGGER: Final = re.compile(
     r"['\"`();#@|*$]|--|union|select|or\s|and\s|xor|waitfor|case\s|order\s|group\s|having|into\s|procedure"
-    r"|drop\s|create\s|alter\s|truncate|delete\s|insert\s|information_schema|\.\.sys"
+    r"|drop\s|create\s|alter\s|truncate|delete\s|insert\s|null|information_schema|\.\.sys"
     r"|sys(?:objects|columns|databases|users|ibm)|pg_catalog|pg_shadow|sqlite_master|mysql\.user|all_tables"
     r"|dba_users|user_tables|msysaccessobjects"
 )
 # Characters or words that every line of xss.regex.txt needs (see that file's header).
-_XSS_TRIGGER: Final = re.compile(r"[<&\\(`:]|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode")
+_XSS_TRIGGER: Final = re.compile(
+    r"[<&\\(`:]|\x1f(?:lt|#)|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode"
+)
 
 _SHELLSHOCK: Final = re.compile(r"\(\s*\)\s*\{")
 # Log4Shell: "${jndi:", other log4j lookups used to obfuscate it, and nested "${${...}" constructions.

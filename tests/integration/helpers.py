@@ -125,6 +125,7 @@ async def drain(bootstrap: str, topic: str, timeout_s: float = 20) -> list[tuple
         ends = await consumer.end_offsets(tps)
         out: list[tuple[bytes | None, bytes]] = []
         deadline = time.monotonic() + timeout_s
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in tps])
 

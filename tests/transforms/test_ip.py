@@ -324,5 +324,7 @@ def test_default_truncation_hides_public_host(addr: ipaddress.IPv4Address | ipad
     if not ip.is_public:
         return
     network_text, _, prefix = IPTruncator()(ip).partition("/")
-    host_bits_zero = int(ipaddress.ip_address(ip.text)) & ((1 << ((32 if ip.version == 4 else 128) - int(prefix))) - 1) == 0
+    host_bits_zero = (
+        int(ipaddress.ip_address(ip.text)) & ((1 << ((32 if ip.version == 4 else 128) - int(prefix))) - 1) == 0
+    )
     assert (network_text == ip.text) == host_bits_zero
