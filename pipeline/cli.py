@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)  # group chatter drowns the demo's output
     try:
         return int(args.func(args))
     except (ConfigError, PseudonymizerError) as exc:

