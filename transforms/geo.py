@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -39,6 +39,8 @@ _PROBE_IPS_V6: Final = ("2001:4860:4860::8888", "2a02:cf40::1", "2001:218::1")
 _PROBE_RECORDS: Final = 256  # first records of the tree decoded at open (about 1 ms on a full-size DB)
 _MAX_COORDINATE_DECIMALS: Final = 4  # 4 decimals is ~10 m: anything finer is not coarse location
 _MAX_AS_ORG_LENGTH: Final = 128
+_MAX_INTERNED: Final = 4096
+_NOTHING: Final = (None, None, None, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,7 @@ class GeoLocator:
         # Look-ups that raised at run time (a corrupt part of the tree the probe missed): exposed
         # as a counter for telemetry; such a look-up degrades to "no geo" rather than failing the record.
         self.lookup_errors = 0
+        self._interned: dict[tuple[Any, ...], GeoResult] = {}
         self._cached: Callable[[bytes], GeoResult | None] = (
             lru_cache(maxsize=cache_size)(self._lookup_packed) if cache_size else self._lookup_packed
         )
@@ -245,7 +248,7 @@ class GeoLocator:
 
     # -- per-address work (behind the cache) -------------------------------------------------------
 
-    def _get(self, slot: _Slot, text: str, v6: bool) -> Mapping[str, Any] | None:
+    def _get(self, slot: _Slot, text: str, v6: bool) -> dict[str, Any] | None:
         if v6 and not slot.ipv6:
             return None
         try:
@@ -253,7 +256,7 @@ class GeoLocator:
         except (ValueError, maxminddb.InvalidDatabaseError):
             self.lookup_errors += 1
             return None
-        return record if isinstance(record, Mapping) else None
+        return record if isinstance(record, dict) else None
 
     def _lookup_packed(self, packed: bytes) -> GeoResult | None:
         v6 = len(packed) == 16
@@ -269,23 +272,31 @@ class GeoLocator:
         asn_slot = self._asn
         if asn_slot is not None and (rec := self._get(asn_slot, text, v6)) is not None:
             asn, as_org = _as(rec)
-        if country is None and region is None and lat is None and lon is None and asn is None and as_org is None:
+        key = (country, region, lat, lon, asn, as_org)
+        if key == _NOTHING:
             return None
-        return GeoResult(country, region, lat, lon, asn, as_org)
+        # Many addresses share one answer (a country-only DB has ~250): share the object too,
+        # which skips the frozen-dataclass construction and keeps the per-address cache small.
+        result = self._interned.get(key)
+        if result is None:
+            result = GeoResult(*key)
+            if len(self._interned) < _MAX_INTERNED:
+                self._interned[key] = result
+        return result
 
-    def _place(self, rec: Mapping[str, Any]) -> tuple[str | None, str | None, float | None, float | None]:
+    def _place(self, rec: dict[str, Any]) -> tuple[str | None, str | None, float | None, float | None]:
         region: str | None = None
         lat: float | None = None
         lon: float | None = None
         if "country_code" not in rec and "latitude" not in rec:  # nested GeoIP2 layout
             node = rec.get("country")
-            country = _str(node.get("iso_code")) if isinstance(node, Mapping) else None
+            country = _str(node.get("iso_code")) if isinstance(node, dict) else None
             if self._keep_region:
                 subs = rec.get("subdivisions")
-                if isinstance(subs, list) and subs and isinstance(subs[0], Mapping):
+                if isinstance(subs, list) and subs and isinstance(subs[0], dict):
                     region = _str(subs[0].get("iso_code"))
             loc = rec.get("location")
-            if isinstance(loc, Mapping):
+            if isinstance(loc, dict):
                 lat, lon = _num(loc.get("latitude")), _num(loc.get("longitude"))
         else:  # flat DB-IP / ip-location-db layout
             country = _str(rec.get("country_code"))
@@ -295,15 +306,16 @@ class GeoLocator:
         if self._decimals is None or lat is None or lon is None:
             lat = lon = None
         else:
-            lat, lon = round(lat, self._decimals), round(lon, self._decimals)
+            # "+ 0.0" turns the -0.0 that rounding a small negative value gives into 0.0.
+            lat, lon = round(lat, self._decimals) + 0.0, round(lon, self._decimals) + 0.0
         return country, region, lat, lon
 
 
-def _as(rec: Mapping[str, Any]) -> tuple[int | None, str | None]:
-    node: Mapping[str, Any] = rec
+def _as(rec: dict[str, Any]) -> tuple[int | None, str | None]:
+    node: dict[str, Any] = rec
     if "autonomous_system_number" not in rec:
         traits = rec.get("traits")  # GeoIP2 Enterprise keeps the ASN under traits
-        if isinstance(traits, Mapping):
+        if isinstance(traits, dict):
             node = traits
     number = node.get("autonomous_system_number")
     asn = number if isinstance(number, int) and not isinstance(number, bool) else None
@@ -312,6 +324,4 @@ def _as(rec: Mapping[str, Any]) -> tuple[int | None, str | None]:
 
 
 def _ntop(packed: bytes) -> str:
-    if len(packed) == 4:
-        return f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}"
-    return socket.inet_ntop(socket.AF_INET6, packed)
+    return socket.inet_ntoa(packed) if len(packed) == 4 else socket.inet_ntop(socket.AF_INET6, packed)

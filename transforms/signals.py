@@ -273,9 +273,10 @@ def _trie_pattern(words: Iterable[str]) -> str:
 # (8 KiB by default), so it only bounds the cost of a hostile record.
 _MAX_FIELD_CHARS: Final = 16_384
 
-# Query parameters are decoded one by one: a raw '&' separates parameters, a decoded one (%26) is data
-# and may be a shell separator. The unit separator marks parameter boundaries in the decoded query.
-_PARAM_SEP: Final = "\x1f"
+# A raw '&' separates query parameters, a decoded one (%26) is data and may be a shell separator, so raw
+# ones are replaced by this marker before decoding. \x01, not the "unit separator" \x1f: re's \s matches
+# \x1c-\x1f, which would make the boundary look like a space to every pattern.
+_PARAM_SEP: Final = "\x01"
 
 _STANDARD_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # "HTTP/0.9" never appears in a valid request line (0.9 requests have no version token).
@@ -286,21 +287,21 @@ _ABSOLUTE_URI: Final = re.compile(r"[a-z][a-z0-9+.-]{0,15}://", re.IGNORECASE)
 # and the hex spellings (0x2e = '.', 0x5c = '\') that some fuzzers use. Only searched in text that
 # contains ".." or "0x2e" (two substring tests reject ordinary requests).
 _TRAVERSAL_SEQ: Final = re.compile(
-    r"(?:^|[/=\x1f:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x1f|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00"
+    r"(?:^|[/=\x01:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x01|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00"
 )
 # PHP stream wrappers and file:// as a parameter value: local file read (CrowdSec path_traversal.txt).
-_LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x1f])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
+_LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
 
 # Remote file inclusion: a URL as a parameter value, when it looks like a payload rather than a redirect
 # target (OAuth redirect_uri=https://..., share links). Always for ftp://; for http(s):// when the host
 # is an IPv4 literal, the URL ends in '?' or a NUL (cuts off the suffix the script appends), it names a
 # .txt/.inc/.sh file, or the parameter is one of the include-style names scanners fuzz (CRS 931100-931120).
 _RFI: Final = re.compile(
-    r"(?:^|[=\x1f])\s*ftps?://"
-    r"|(?:^|[=\x1f])\s*https?://(?:\d{1,3}\.){3}\d{1,3}(?:[:/?\x1f]|$)"
-    r"|(?:^|[=\x1f])\s*https?://[^\x1f\s]{1,2000}?(?:\?|\x00)(?:\x1f|$)"
-    r"|(?:^|[=\x1f])\s*https?://[^\x1f\s?#]{1,2000}?\.(?:txt|inc|sh)(?:[?#\x1f]|$)"
-    r"|(?:^|\x1f)[\w\[\].-]{0,40}?(?:include|inc|require|file|path|template|dir|root|base_?path|folder|conf"
+    r"(?:^|[=\x01])\s*ftps?://"
+    r"|(?:^|[=\x01])\s*https?://(?:\d{1,3}\.){3}\d{1,3}(?:[:/?\x01]|$)"
+    r"|(?:^|[=\x01])\s*https?://[^\x01\s]{1,2000}?(?:\?|\x00)(?:\x01|$)"
+    r"|(?:^|[=\x01])\s*https?://[^\x01\s?#]{1,2000}?\.(?:txt|inc|sh)(?:[?#\x01]|$)"
+    r"|(?:^|\x01)[\w\[\].-]{0,40}?(?:include|inc|require|file|path|template|dir|root|base_?path|folder|conf"
     r"|config|mosconfig_absolute_path|globals)(?:\[[^\]=]{0,40}\])?=\s*https?://"
 )
 
@@ -314,7 +315,7 @@ _SQLI_TRIGGER: Final = re.compile(
 )
 # Characters or words that every line of xss.regex.txt needs (see that file's header).
 _XSS_TRIGGER: Final = re.compile(
-    r"[<&\\(`:]|\x1f(?:lt|#)|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode"
+    r"[<&\\(`:]|\x01(?:lt|#)|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode"
 )
 
 _SHELLSHOCK: Final = re.compile(r"\(\s*\)\s*\{")
@@ -553,7 +554,7 @@ def _compile_os_files(entries: list[str]) -> re.Pattern[str]:
     stems = {entry.strip("/") for entry in entries}
     # The path always starts with '/' and a query value follows '=' or the parameter separator, so no
     # '^' branch is needed; a pattern that starts with a character class lets re skip ahead quickly.
-    return re.compile(rf"[/=\x1f:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
+    return re.compile(rf"[/=\x01:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
 
 
 def _compile_cmdi(directory: Path) -> re.Pattern[str]:
@@ -562,7 +563,7 @@ def _compile_cmdi(directory: Path) -> re.Pattern[str]:
     # the end of the value: "; id", "|/usr/bin/id", "&& cat /etc/passwd", "$(whoami)", "`ls`".
     with_separator = (
         r"(?:[;|&`\n]|\$\()\s*(?:(?:/usr(?:/local)?)?/s?bin/)?"
-        rf"{commands}(?=$|[\s;|&`<>()'\"\x1f]|\$\{{?ifs)"
+        rf"{commands}(?=$|[\s;|&`<>()'\"\x01]|\$\{{?ifs)"
     )
     return re.compile(f"{with_separator}|{_regex_alternation(directory, 'cmdi.regex.txt')}")
 

@@ -62,6 +62,7 @@ _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 _HOST_RE: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
 _DOTTED_NUMERIC_RE: Final = re.compile(r"[0-9.]+|0x[0-9a-f.x]+")
 _MAX_CACHE_SIZE: Final = 1 << 20
+_MAX_CACHED_PATH: Final = 1024
 
 
 def _is_ipv6(text: str) -> bool:
@@ -170,7 +171,9 @@ class UrlMinimizer:
             slash = path.find("/", m.end())
             path = path[slash:] if slash >= 0 else "/"
         params = self._params(query) if sep and query and self._allowed is not None else {}
-        return self._template(path), params
+        # Over-long paths (probes, payloads) bypass the cache so that they cannot fill its memory.
+        template = self._template if len(path) <= _MAX_CACHED_PATH else self._template_path
+        return template(path), params
 
     def _params(self, query: str) -> dict[str, str]:
         allowed = self._allowed

@@ -260,3 +260,14 @@ def test_worker_without_keys_refuses_to_start(kafka_bootstrap: str, tmp_path: Pa
     )
     assert out.returncode == 2
     assert b"refuses to run without keys" in out.stderr
+
+
+def test_key_material_never_appears_in_logs_or_outputs(run: dict[str, Any]) -> None:
+    keyring = orjson.loads(run["keys"].read_bytes())
+    secrets = [c["secret"].encode() for c in keyring["chains"].values()]
+    secrets += [k["secret"].encode() for k in keyring["quarantine_keys"]]
+    blobs = [run["log"]] + [v for msgs in run["outputs"].values() for _, v in msgs]
+    blob = b"\n".join(blobs)
+    for secret in secrets:
+        assert secret not in blob
+        assert secret[:16] not in blob

@@ -61,7 +61,7 @@ def test_docstring_examples() -> None:
     [
         (4, True, GeoResult("GB", "ENG", 51.5142, -0.0931, None, None)),  # the DB's own precision
         (1, True, GeoResult("GB", "ENG", 51.5, -0.1, None, None)),  # default: ~11 km
-        (0, True, GeoResult("GB", "ENG", 52.0, -0.0, None, None)),  # whole degrees
+        (0, True, GeoResult("GB", "ENG", 52.0, 0.0, None, None)),  # whole degrees (no "-0.0")
         (None, True, GeoResult("GB", "ENG", None, None, None, None)),  # coordinates dropped
         (1, False, GeoResult("GB", None, 51.5, -0.1, None, None)),  # region dropped
     ],
@@ -70,7 +70,10 @@ def test_docstring_examples() -> None:
 def test_city_known_answer(decimals: int | None, keep_region: bool, expected: GeoResult) -> None:
     """81.2.69.160 in GeoIP2-City-Test is London: country, region and coordinates as configured."""
     geo = GeoLocator.open(str(CITY_TEST), None, coordinate_decimals=decimals, keep_region=keep_region)
-    assert geo.lookup(parse_ip("81.2.69.160")) == expected
+    result = geo.lookup(parse_ip("81.2.69.160"))
+    assert result == expected
+    assert result is not None
+    assert str(result.longitude) != "-0.0"
     geo.close()
 
 

@@ -49,6 +49,7 @@ CASES: list[tuple[str | None, str | None, dict[str, str]]] = [
     ("/%2e%2e/%2e%2e/etc/passwd", "/../../etc/passwd", {}),  # traversal probe stays visible, decoded
     ("/" + "x" * 65, "/{long}", {}),  # over-long segment
     ("/1/2/3/4/5/6/7/8/9/10/11/12/13/14", "/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{id}/{...}", {}),
+    ("/a" * 600, "/a" * 12 + "/{...}", {}),  # 1200-character path: templated without being cached
     ("/page#section-2", "/page", {}),  # fragment dropped
     ("http://shop.example:8080/p/1?utm_source=x", "/p/{id}", {"utm_source": "x"}),  # absolute-URI
     ("https://user:pw@host.example", "/", {}),  # absolute-URI without a path
