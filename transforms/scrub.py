@@ -3,17 +3,15 @@
 :class:`TextScrubber` is meant for short free-text values that are kept in an output record (an
 allow-listed query parameter, a log message): it replaces, in this order,
 
-=====================================================  ==========================
-JWTs (``eyJ...x.y.z``)                                 ``{jwt}``
-``Bearer``/``Basic`` credentials                       ``Bearer {token}``
-``password=``/``token=``/``key=``/``secret=``... values  ``password={secret}``
-e-mail addresses                                       ``{email}``
-IPv6 literals (validated with ``inet_pton``)           ``{ip}``
-IPv4 dotted quads                                      ``{ip}``
-card numbers (13-19 digits, spaces/dashes, Luhn)       ``{card}``
-UUIDs                                                  ``{uuid}``
-long hex or base64 tokens                              ``{token}``
-=====================================================  ==========================
+- JWTs (``eyJ...x.y.z``) with ``{jwt}``;
+- ``Bearer``/``Basic`` credentials with ``Bearer {token}``;
+- values of ``password=``, ``token:``, ``api_key=``, ``secret=``... assignments with ``{secret}``;
+- e-mail addresses with ``{email}``;
+- IPv6 literals (validated with ``inet_pton``) and IPv4 dotted quads with ``{ip}``;
+- card numbers (13-19 digits, optionally grouped by spaces or dashes, passing Luhn) with ``{card}``;
+- UUIDs with ``{uuid}``; hex runs of 16+ and random-looking base64 runs of 24+ with ``{token}``.
+
+Every pattern has bounded repetition, so a long hostile input costs linear time.
 
 It errs towards over-scrubbing (a version string like ``1.2.3.4`` becomes ``{ip}``). Placeholders
 contain no character any rule matches, and passes repeat until nothing changes, so scrubbing is
@@ -44,13 +42,14 @@ _ASSIGN_NAMES: Final = (
     r"jsessionid|phpsessid|signature|sig|otp|pin"
 )
 _ASSIGN_RE: Final = re.compile(
-    rf"(?i)(\b(?:[A-Za-z0-9]+[_.-])*(?:{_ASSIGN_NAMES})\b[\"']?\s*[=:]\s*)"
+    rf"(?i)(\b(?:[A-Za-z0-9]{{1,32}}[_.-]){{0,4}}(?:{_ASSIGN_NAMES})\b[\"']?\s*[=:]\s*)"
     r"(\{secret\}|\"[^\"]*\"|'[^']*'|[^\s&;,\"'}]+)"
 )
-# Local part: RFC 5322 atext (dot-atom); quoted local parts and IP-literal domains are not covered.
+# Local part: RFC 5322 atext and dots, at most 64 (the RFC limit, and what keeps the scan linear);
+# quoted local parts and IP-literal domains are not covered.
 _EMAIL_RE: Final = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,16}[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 # Candidates only: inet_pton decides, so "12:30:45" and MAC addresses stay. The dotted tail is tried
 # first so that "::ffff:1.2.3.4" is taken whole, not as "::ffff:1" leaving ".2.3.4" behind.

@@ -25,7 +25,7 @@ ssh.auth_failed               brute_force     low       T1110      sshd ``FAILED
                                                                    ``too_many_auth``, ``auth_disconnect``
 ssh.invalid_user              brute_force     medium    T1110      ``INVALID_USER`` or ``Event.invalid_user``
 ssh.preauth_probe             recon           low       T1595      hints ``no_ident``, ``bad_protocol``,
-                                                                   ``kex_failed``, ``break_in``, ``preauth_timeout``,
+                                                                   ``kex_failed``, ``preauth_timeout``,
                                                                    ``refused_connect`` (see ``SSH_EVENT_KEY``)
 http.auth_failure             brute_force     low       T1110      401/403 on an auth path, on a POST, or with a
                                                                    user name; POST /wp-login.php answered 200
@@ -124,21 +124,6 @@ RULES: Final[Mapping[str, Signal]] = MappingProxyType(
     )
 )
 
-# Pattern files each rule needs (relative to patterns_dir); a disabled rule's files are not read.
-_RULE_FILES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "http.sqli": ("sqli.regex.txt",),
-        "http.xss": ("xss.regex.txt",),
-        "http.cmdi": ("cmdi.regex.txt", "unix_shell_commands.txt"),
-        "http.path_traversal": ("lfi_os_files.txt",),
-        "http.sensitive_file": ("sensitive_files.txt",),
-        "http.webshell": ("webshells.txt",),
-        "http.admin_probe": ("admin_interfaces.txt", "admin_interfaces_exact.txt"),
-        "http.scanner_ua": ("scanner_user_agents.txt",),
-        "http.bad_bot_ua": ("bad_bot_user_agents.txt",),
-    }
-)
-
 # Key of Event.extra under which an sshd parser names a line that is not one of the four outcomes.
 SSH_EVENT_KEY: Final = "ssh_event"
 # Hint value -> rule. Hints are fixed codes chosen by the parser, never text from the line.
@@ -154,9 +139,10 @@ SSH_EVENT_HINTS: Final[Mapping[str, str]] = MappingProxyType(
         "no_ident": "ssh.preauth_probe",  # "Did not receive identification string from X": a port scan
         "bad_protocol": "ssh.preauth_probe",  # "Bad protocol version identification", "banner exchange: invalid"
         "kex_failed": "ssh.preauth_probe",  # "Unable to negotiate with X", "no matching key exchange method"
-        "break_in": "ssh.preauth_probe",  # "reverse mapping checking ... POSSIBLE BREAK-IN ATTEMPT"
         "preauth_timeout": "ssh.preauth_probe",  # "Timeout before authentication for X"
         "refused_connect": "ssh.preauth_probe",  # tcp_wrappers "refused connect from X"
+        # Not a hint on purpose: "POSSIBLE BREAK-IN ATTEMPT" (reverse DNS does not match) says more about
+        # the client's DNS than its behaviour; fail2ban's sshd filter leaves it out for the same reason.
     }
 )
 
@@ -246,7 +232,7 @@ def _trie_pattern(words: Iterable[str]) -> str:
     Python's ``re`` tries alternatives one after the other; sharing prefixes makes a list of hundreds of
     literals cost about as much as its longest entry at each position, instead of the sum of them all.
     """
-    trie: dict[str, dict] = {}  # type: ignore[type-arg]  # recursive structure
+    trie: dict[str, dict] = {}  # nested: char -> subtree; "" marks the end of a word
     for word in words:
         if not word:
             continue
@@ -255,7 +241,7 @@ def _trie_pattern(words: Iterable[str]) -> str:
             node = node.setdefault(char, {})
         node[""] = {}  # end of a word
 
-    def render(node: dict[str, dict]) -> str:  # type: ignore[type-arg]
+    def render(node: dict[str, dict]) -> str:
         branches = [re.escape(char) + render(child) for char, child in sorted(node.items()) if char]
         if not branches:
             return ""
@@ -286,9 +272,7 @@ _ABSOLUTE_URI: Final = re.compile(r"[a-z][a-z0-9+.-]{0,15}://", re.IGNORECASE)
 # "../" as a path step (also "....//" once slashes are collapsed), "/.." at the end, Tomcat "..;/",
 # and the hex spellings (0x2e = '.', 0x5c = '\') that some fuzzers use. Only searched in text that
 # contains ".." or "0x2e" (two substring tests reject ordinary requests).
-_TRAVERSAL_SEQ: Final = re.compile(
-    r"(?:^|[/=\x01:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x01|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00"
-)
+_TRAVERSAL_SEQ: Final = re.compile(r"(?:^|[/=\x01:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x01|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00")
 # PHP stream wrappers and file:// as a parameter value: local file read (CrowdSec path_traversal.txt).
 _LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
 
@@ -345,7 +329,7 @@ def _split_target(url: str) -> tuple[str, str]:
         slash = rest.find("/")
         question = rest.find("?")
         cut = min(i for i in (slash, question, len(rest)) if i >= 0)
-        url = rest[cut:] if rest[cut:cut + 1] == "/" else "/" + rest[cut:]
+        url = rest[cut:] if rest[cut : cut + 1] == "/" else "/" + rest[cut:]
     path, _, query = url.partition("?")
     return path, query
 
@@ -431,9 +415,12 @@ def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_mar
         if marker in req.target and search(req.target) is not None:
             return True
         for header in (req.user_agent, req.referrer):
-            if header and (marker in header or encoded_marker in header.lower()):
-                if search(_header_decoded(header)) is not None:
-                    return True
+            if (
+                header
+                and (marker in header or encoded_marker in header.lower())
+                and search(_header_decoded(header)) is not None
+            ):
+                return True
         return False
 
     return check
@@ -481,9 +468,7 @@ def _check_bad_bot_ua(names: list[str]) -> _HttpCheck:
             unindexed.append(name)
         else:
             by_first_word.setdefault(first.group(0), []).append(name)
-    verify = {
-        word: re.compile(rf"(?<!\w){_trie_pattern(group)}(?!\w)") for word, group in by_first_word.items()
-    }
+    verify = {word: re.compile(rf"(?<!\w){_trie_pattern(group)}(?!\w)") for word, group in by_first_word.items()}
     # A plain substring test first: a lookbehind-led regex cannot use re's fast literal scan.
     always = tuple((name, re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")) for name in unindexed)
 
@@ -501,14 +486,16 @@ def _check_bad_bot_ua(names: list[str]) -> _HttpCheck:
 
 def _check_protocol_abuse(req: _Http) -> bool:
     event = req.event
-    if event.extra.get("request") == "malformed":
-        return True
     method = event.method
     url = event.url
+    if method is None and event.status == 408:
+        # Apache logs a connection closed before any request ("-" 408): browsers' speculative preconnects.
+        return False
+    if event.extra.get("request") == "malformed":
+        return True
     if method is None:
-        # A request line that the parser could not split into method, target and version; or an empty
-        # one that the server rejected (nginx logs port scanners and TLS-on-plain-HTTP as "" 400; Apache's
-        # "-" 408 for browser preconnects is not a signal).
+        # A request line that the parser could not split into method, target and version, or an empty
+        # one that the server rejected (nginx logs port scanners and TLS on the plain port as "" 400).
         return url is not None or event.status == 400
     if method not in _STANDARD_METHODS:  # CONNECT, TRACE, TRACK, PROPFIND, DEBUG, lower-case, garbage
         return True
@@ -584,7 +571,18 @@ class SignalDetector:
     """Turns one :class:`~transforms.model.Event` into the list of :class:`Signal` it shows.
 
     Build it once with :meth:`build`; calling it is pure and synchronous. For benign traffic (most
-    events) the cost is a path/query decode and one regex search per enabled rule.
+    events) the cost is a path/query decode and about one regex search per enabled rule.
+
+    >>> from datetime import UTC, datetime
+    >>> detect = SignalDetector.build(SignalParams())
+    >>> def get(url, **fields):
+    ...     return Event(EventKind.HTTP, "192.0.2.1", datetime(2024, 1, 1, tzinfo=UTC), "GET", url, **fields)
+    >>> [signal.rule for signal in detect(get("/.env", status=404))]
+    ['http.sensitive_file']
+    >>> [signal.rule for signal in detect(get("/item?id=1%27+or+%271%27%3D%271", user_agent="sqlmap/1.7"))]
+    ['http.sqli', 'http.scanner_ua']
+    >>> detect(get("/blog/2024/hello-world.html", status=200))
+    []
     """
 
     __slots__ = ("_http_checks", "_ssh_enabled", "rule_ids")
@@ -616,8 +614,7 @@ class SignalDetector:
             unknown = [rule for rule in params.enabled_rules if rule not in RULES]
             if unknown:
                 raise ConfigError(
-                    f"enabled_rules: unknown rule id(s) {', '.join(sorted(set(unknown)))}; "
-                    f"valid: {', '.join(RULES)}"
+                    f"enabled_rules: unknown rule id(s) {', '.join(sorted(set(unknown)))}; valid: {', '.join(RULES)}"
                 )
             # Registry order, so that signals come out in the same order whatever the config's order.
             enabled = tuple(rule for rule in RULES if rule in params.enabled_rules)
@@ -631,9 +628,7 @@ class SignalDetector:
             "http.sqli": lambda: _check_target(
                 re.compile(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
             ),
-            "http.xss": lambda: _check_target(
-                re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER
-            ),
+            "http.xss": lambda: _check_target(re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER),
             "http.cmdi": lambda: _check_query(_compile_cmdi(directory)),
             "http.path_traversal": lambda: _check_path_traversal(
                 _compile_os_files(_literals(directory, "lfi_os_files.txt"))
@@ -655,9 +650,7 @@ class SignalDetector:
                 re.compile(_trie_pattern(_literals(directory, "scanner_user_agents.txt")))
             ),
             # CrowdSec matches bad-bot names case-sensitively as whole words.
-            "http.bad_bot_ua": lambda: _check_bad_bot_ua(
-                _literals(directory, "bad_bot_user_agents.txt", lower=False)
-            ),
+            "http.bad_bot_ua": lambda: _check_bad_bot_ua(_literals(directory, "bad_bot_user_agents.txt", lower=False)),
             "http.protocol_abuse": lambda: _check_protocol_abuse,
         }
         http_checks = tuple((RULES[rule], builders[rule]()) for rule in enabled if rule in builders)

@@ -11,11 +11,11 @@ parameters an allow-list keeps:
   (20+ characters mixing letters and digits) ``{token}``; a file extension survives
   (``/img/{hex}.png``); digit runs of 6+ inside a kept segment become ``{id}`` (order numbers,
   phone numbers, dates);
-- a segment longer than ``max_segment_length`` becomes ``{long}``; segments past
+- a segment longer than ``max_segment_length`` becomes ``{long}`` (a JWT stays ``{token}``); segments past
   ``max_path_segments`` collapse into one ``{...}``;
 - query parameters are dropped unless their name matches a glob of ``query_allowlist``; kept values
   are ``+``/percent-decoded, scrubbed with :class:`~transforms.scrub.TextScrubber` and cut to
-  ``max_value_length`` characters.
+  ``max_value_length`` characters (a decoded value over 1024 characters becomes ``{long}``).
 
 Kept segments are written back percent-encoded in one normal form, so ``/caf%C3%A9`` and ``/café``
 template alike. A target that is neither origin-form (``/...``), absolute-form nor ``*`` (an
@@ -47,7 +47,7 @@ _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE: Final = re.compile(r"[0-9a-fA-F]{12,}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
-_EMAIL_RE: Final = re.compile(r"[^\s@/]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_EMAIL_RE: Final = re.compile(r"[^\s@/]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,15}\.[A-Za-z]{2,63}")
 _JWT_RE: Final = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _TOKEN_RE: Final = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-+=.~]{20,}")
 _EXT_RE: Final = re.compile(r"[A-Za-z0-9]{0,4}[A-Za-z][A-Za-z0-9]{0,4}")
@@ -63,6 +63,7 @@ _HOST_RE: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-
 _DOTTED_NUMERIC_RE: Final = re.compile(r"[0-9.]+|0x[0-9a-f.x]+")
 _MAX_CACHE_SIZE: Final = 1 << 20
 _MAX_CACHED_PATH: Final = 1024
+_MAX_SCRUBBED_VALUE: Final = 1024
 
 
 def _is_ipv6(text: str) -> bool:
@@ -186,8 +187,11 @@ class UrlMinimizer:
             if key in out or not _QUERY_KEY_RE.fullmatch(key) or not allowed(key):
                 continue
             value = unquote_plus(raw_value, errors="replace")
-            value = _CONTROL_RE.sub(" ", self._scrub(value))  # scrub before cutting, not after
-            out[key] = value[: self._max_value_length]
+            if len(value) > _MAX_SCRUBBED_VALUE:
+                out[key] = "{long}"  # cutting first could split an e-mail or token past recognition
+            else:
+                value = _CONTROL_RE.sub(" ", self._scrub(value))  # scrub before cutting, not after
+                out[key] = value[: self._max_value_length]
             if len(out) >= self._max_params:
                 break
         return out
@@ -211,6 +215,8 @@ class UrlMinimizer:
         s = unquote(raw, errors="replace") if "%" in raw else raw
         if s.startswith("eyJ") and _JWT_RE.fullmatch(s):
             return "{token}"  # before the extension check: a short signature would pass for one
+        if len(s) > self._max_segment_length:
+            return "{long}"  # before the pattern checks, which need not then handle huge input
         # Extension first, so "/img/<digest>.png" keeps ".png" (a whole-name check would call it a token).
         stem, dot, ext = s.rpartition(".")
         if dot and stem and _EXT_RE.fullmatch(ext) and (placeholder := _classify(stem)) is not None:
@@ -218,8 +224,6 @@ class UrlMinimizer:
         placeholder = _classify(s)
         if placeholder is not None:
             return placeholder
-        if len(s) > self._max_segment_length:
-            return "{long}"
         s = _DIGIT_RUN_RE.sub("{id}", s)
         return s if _SAFE_SEGMENT_RE.fullmatch(s) else quote(s, safe=_SEGMENT_SAFE)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import ipaddress
+import time
 
 import pytest
 from hypothesis import given
@@ -83,6 +84,25 @@ def test_fast_path_returns_the_same_object() -> None:
 def test_looks_random(token: str, random: bool) -> None:
     """Machine-generated tokens are told from words by their character-class switches."""
     assert looks_random(token) is random
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 20_000 + "@",  # long local part, no domain
+        "1:" * 10_000,  # endless IPv6 candidate
+        "1 " * 10_000,  # endless card candidate
+        "1." * 10_000,  # endless dotted quad candidate
+        "a_" * 10_000 + "=",  # endless prefixed secret name
+        "a@a." * 5_000,  # many half e-mails
+        "aB1" * 7_000,  # one huge base64 run
+    ],
+)
+def test_hostile_input_costs_linear_time(text: str) -> None:
+    """20 kB crafted to make backtracking regexes blow up is scrubbed in milliseconds."""
+    start = time.perf_counter()
+    scrub(text)
+    assert time.perf_counter() - start < 0.25  # ~10 ms measured; generous for a loaded CI machine
 
 
 # --- properties ------------------------------------------------------------------------------------

@@ -179,7 +179,8 @@ SSH_CASES: list[tuple[Event, set[str]]] = [
     (ssh(SshOutcome.DISCONNECT), set()),  # a plain disconnect
     (ssh(SshOutcome.OTHER), set()),  # an unclassified line
     (ssh(SshOutcome.OTHER, extra={"ssh_event": "no_ident"}), {"ssh.preauth_probe"}),  # no identification string
-    (ssh(SshOutcome.OTHER, extra={"ssh_event": "break_in"}), {"ssh.preauth_probe"}),  # POSSIBLE BREAK-IN
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "kex_failed"}), {"ssh.preauth_probe"}),  # no common cipher
+    (ssh(SshOutcome.OTHER, extra={"ssh_event": "break_in"}), set()),  # POSSIBLE BREAK-IN: a DNS matter, no signal
     (ssh(SshOutcome.OTHER, extra={"ssh_event": "not_allowed"}), {"ssh.auth_failed"}),  # not in AllowUsers
     (
         ssh(SshOutcome.DISCONNECT, extra={"ssh_event": "too_many_auth"}, invalid_user=True),
@@ -217,6 +218,19 @@ def test_signals_come_in_registry_order_without_duplicates(detect: SignalDetecto
     fired = [signal.rule for signal in detect(event)]
     assert fired == [rule for rule in RULES if rule in fired]
     assert len(fired) == len(set(fired)) >= 4
+
+
+def test_docstring_examples_hold() -> None:
+    """The known-answer examples in the docstrings of the detector and the decoder are true."""
+    import doctest
+
+    import transforms.decode
+    import transforms.signals
+
+    for module in (transforms.signals, transforms.decode):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0
 
 
 # --------------------------------------------------------------------------------------------- privacy
@@ -262,7 +276,7 @@ def test_no_enabled_rules_means_no_signals() -> None:
 
 def test_unknown_rule_is_a_config_error_listing_the_valid_ones() -> None:
     """An unknown rule id stops start-up; the message names it and every valid id."""
-    with pytest.raises(ConfigError, match="http.sqly") as caught:
+    with pytest.raises(ConfigError, match=r"http\.sqly") as caught:
         SignalDetector.build(SignalParams(enabled_rules=["http.sqly"]))
     assert all(rule in str(caught.value) for rule in RULES)
 
@@ -304,7 +318,7 @@ def test_missing_patterns_dir_is_a_config_error(tmp_path: Path) -> None:
 
 def test_missing_pattern_file_is_named(tmp_path: Path) -> None:
     """A missing file is named; a disabled rule's file is not needed."""
-    with pytest.raises(ConfigError, match="webshells.txt"):
+    with pytest.raises(ConfigError, match=r"webshells\.txt"):
         SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.webshell"]))
     # protocol_abuse needs no file at all
     SignalDetector.build(SignalParams(patterns_dir=str(tmp_path), enabled_rules=["http.protocol_abuse"]))

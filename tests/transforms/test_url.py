@@ -59,6 +59,7 @@ CASES: list[tuple[str | None, str | None, dict[str, str]]] = [
     ("/s?utm_source=bob%40example.com", "/s", {"utm_source": "{email}"}),  # value scrubbed
     ("/s?utm_a=1&utm_a=2", "/s", {"utm_a": "1"}),  # first occurrence wins
     ("/s?utm_x=" + "y" * 100, "/s", {"utm_x": "y" * 64}),  # value cut to 64 characters
+    ("/s?utm_x=" + "a" * 1025, "/s", {"utm_x": "{long}"}),  # too long to scrub: replaced, not cut
     ("/s?utm_=&utm_b", "/s", {"utm_": "", "utm_b": ""}),  # empty values
     ("/s?UTM_SOURCE=x", "/s", {}),  # names are case-sensitive
     ("/s?utm_%E2%9C%93=x", "/s", {}),  # name outside [A-Za-z0-9_.-[]]
