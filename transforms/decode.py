@@ -30,7 +30,7 @@ __all__ = ["MAX_DECODE_ROUNDS", "full_decode", "normalize_path", "normalize_quer
 MAX_DECODE_ROUNDS = 40
 
 # IIS-style %uXXXX escapes (CVE-2000-0884 era, still in scanner payloads).
-_PERCENT_U = re.compile(r"%u([0-9a-fA-F]{4})")
+_PERCENT_U = re.compile(r"%[uU]([0-9a-fA-F]{4})")
 
 # Overlong / invalid UTF-8 spellings of '.', '/' and '\' that old servers decoded (CVE-2000-0884, Tomcat
 # CVE-2008-2938). Python's strict decoder would turn them into U+FFFD, hiding the traversal.

@@ -54,3 +54,40 @@ class Event:
     format: str = ""  # "ecs_json", "flat_json", "apache_combined", "sshd_syslog", ...
     time_flag: str | None = None  # None, or why ingest time was used: "missing", "unparseable", "implausible"
     extra: dict[str, str] = field(default_factory=dict)  # parser-specific hints, never raw personal data
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the stateful detector sees of one event: pseudonymized and minimized, safe for internal topics.
+
+    Built by the record processor from an :class:`Event` after its transforms ran; it never holds a raw
+    address, username, query string or user agent, so it may travel on a repartition topic (keyed by
+    ``subject``) and live in a changelogged table.
+    """
+
+    subject: str  # security pseudonym of the source (the partitioning key)
+    time: float  # event time, Unix seconds
+    kind: str  # "http" | "ssh"
+    signals: tuple[str, ...] = ()  # per-record rule ids that fired (transforms.signals.RULES)
+    method: str | None = None
+    status: int | None = None
+    path: str | None = None  # templated path (transforms.url), never a query string
+    user: str | None = None  # security pseudonym of the username, if any
+    ssh_outcome: str | None = None
+    bot: bool = False  # the reduced user agent says bot/crawler
+    # Context copied into alerts: where the source is, coarsely.
+    prefix: str | None = None
+    scope: str | None = None
+    country: str | None = None
+    asn: int | None = None
+    as_org: str | None = None
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) not in (None, (), False)}
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, object]) -> Observation:
+        values = dict(data)
+        if "signals" in values:
+            values["signals"] = tuple(values["signals"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from transforms.errors import Reason, RecordError
 from transforms.geo import GeoLocator
 from transforms.ip import parse_ip
 from transforms.keyring import Keyring, Purpose
-from transforms.model import Event
+from transforms.model import Event, Observation
 from transforms.parse import build_parser
 from transforms.policy import OutputPolicy, Policy
 from transforms.pseudonymize import BeyondRetention, Pseudonymizer
@@ -51,6 +51,8 @@ class Outcome:
     field: str | None = None  # for quarantine: the field name that failed, never its value
     analytics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     abuse: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # One per security-relevant event, for the stateful detector (pseudonymized, minimized).
+    observations: list[Observation] = dataclasses.field(default_factory=list)
 
 
 class _OutputBuilder:
@@ -129,13 +131,16 @@ class RecordProcessor:
         subject = Subject(event=event, ip=ip, unix=event.time.timestamp())
         if event.kind in self._abuse.kinds:
             signals = self._detect(event)
+            # The abuse fields are computed once per event: they feed both the per-record events and the
+            # observation that the stateful detector sees (so alerts carry exactly what the policy allows).
+            shared = self._abuse(subject, {})
             if signals:
-                outcome.abuse.extend(self._abuse_records(subject, signals))
+                outcome.abuse.extend(self._abuse_records(shared, signals))
+            outcome.observations.append(_observation(shared, subject, signals))
         if event.kind in self._analytics.kinds:
             outcome.analytics.append(self._analytics(subject, {"schema": ANALYTICS_SCHEMA}))
 
-    def _abuse_records(self, subject: Subject, signals: list[Signal]) -> list[dict[str, Any]]:
-        shared = self._abuse(subject, {})
+    def _abuse_records(self, shared: dict[str, Any], signals: list[Signal]) -> list[dict[str, Any]]:
         records = []
         for signal in signals:
             record: dict[str, Any] = {
@@ -150,3 +155,28 @@ class RecordProcessor:
             record.update(shared)
             records.append(record)
         return records
+
+
+def _observation(shared: dict[str, Any], subject: Subject, signals: list[Signal]) -> Observation:
+    """The detector's view of one event, taken from the policy's abuse fields (nothing more)."""
+    source = shared.get("source", {})
+    geo = source.get("geo", {})
+    detail = shared.get("event", {})
+    event = subject.event
+    return Observation(
+        subject=shared["subject"],
+        time=subject.unix,
+        kind=event.kind.value,
+        signals=tuple(s.rule for s in signals),
+        method=event.method,
+        status=event.status,
+        path=detail.get("url", {}).get("path"),
+        user=detail.get("user"),
+        ssh_outcome=event.ssh_outcome.value if event.ssh_outcome else None,
+        bot=bool(detail.get("user_agent", {}).get("bot")),
+        prefix=source.get("prefix"),
+        scope=source.get("scope"),
+        country=geo.get("country"),
+        asn=geo.get("asn"),
+        as_org=geo.get("as_org"),
+    )

@@ -355,7 +355,7 @@ DECODE_CASES = [
     ("a+b%2Bc", "a+b+c", "a b c"),  # '+' is a space only in a query (and %2B decodes to '+' then ' ')
     ("..%5c..%5cwin.ini", "../../win.ini", "../../win.ini"),  # backslashes read as slashes
     ("%c0%ae%c0%ae/", "../", "../"),  # overlong UTF-8 dots
-    ("%u002e%u002e/", "../", "../"),  # IIS %u escapes
+    ("%u002e%U002E/", "../", "../"),  # IIS %u escapes, either case
     ("%ff%zz%", "\ufffd%zz%", "\ufffd%zz%"),  # a stray byte and broken escapes never raise
 ]
 
