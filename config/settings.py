@@ -50,6 +50,10 @@ class Settings(BaseModel):
     geo_city_db: Path | None = None
     geo_asn_db: Path | None = None
     data_dir: Path = Path("var/worker")
+    # Detector state: a durable embedded store (RocksDB via rocksdict) with a changelog topic for recovery.
+    # "memory://" keeps it in memory (tests); the changelog still restores it after a restart.
+    store: str = Field("rocksdb://", pattern=r"^(rocksdb|memory)://$")
+    observation_retention_days: float = Field(1, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")
@@ -70,6 +74,11 @@ class Settings(BaseModel):
             where = ", ".join(sorted({ENV_PREFIX + ".".join(str(p) for p in e["loc"]).upper() for e in exc.errors()}))
             raise ConfigError(f"invalid setting(s): {where}") from None
 
+    @property
+    def observation_topic(self) -> str:
+        """Internal repartition topic: pseudonymized observations keyed by security pseudonym."""
+        return f"{self.app_id}-observations"
+
     def topic_specs(self) -> list[TopicSpec]:
         def spec(name: str, days: float) -> TopicSpec:
             return TopicSpec(name=name, partitions=self.partitions, retention_ms=int(days * DAY_MS))
@@ -79,6 +88,7 @@ class Settings(BaseModel):
             spec(self.analytics_topic, self.analytics_retention_days),
             spec(self.abuse_topic, self.abuse_retention_days),
             spec(self.quarantine_topic, self.quarantine_retention_days),
+            spec(self.observation_topic, self.observation_retention_days),
         ]
 
     @property

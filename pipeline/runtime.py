@@ -12,6 +12,7 @@ from pathlib import Path
 from config import load_policy
 from config.settings import Settings
 from pipeline.keystore import load_keyring
+from transforms.detect import Detector
 from transforms.geo import GeoLocator
 from transforms.keyring import Keyring
 from transforms.policy import Policy
@@ -29,6 +30,7 @@ class Runtime:
     geo: GeoLocator | None
     processor: RecordProcessor
     sealer: QuarantineSealer
+    detector: Detector | None  # None when the policy disables stateful detection
 
 
 def open_geo(settings: Settings, policy: Policy) -> GeoLocator | None:
@@ -54,5 +56,6 @@ def build_runtime(settings: Settings, *, keys_path: Path | None = None, policy_p
     geo = open_geo(settings, policy)
     processor = RecordProcessor.build(policy, keyring, geo)
     sealer = QuarantineSealer(keyring.quarantine_key())
+    detector = Detector.build(policy.detection) if policy.detection.enabled else None
     log.info("keys: keyring %s loaded (secret material not shown)", keyring.id)
-    return Runtime(settings, policy, keyring, geo, processor, sealer)
+    return Runtime(settings, policy, keyring, geo, processor, sealer, detector)

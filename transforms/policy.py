@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from transforms.detect import DetectionParams
 from transforms.errors import ConfigError
 from transforms.model import EventKind
 from transforms.parse import ParseParams
@@ -111,6 +112,7 @@ class Policy(_Frozen):
     geo: GeoPolicy = GeoPolicy()
     analytics: AnalyticsPolicy
     abuse: AbusePolicy
+    detection: DetectionParams = DetectionParams()
 
 
 def validate_policy(data: dict[str, Any], source: str) -> Policy:

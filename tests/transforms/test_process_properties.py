@@ -62,7 +62,7 @@ def test_arbitrary_bytes_always_end_in_exactly_one_route(payload: bytes) -> None
 
 
 @settings(max_examples=200)
-@given(address=public_v4, sshd_user=st.from_regex(r"[a-z][a-z0-9]{2,12}", fullmatch=True))
+@given(address=public_v4, sshd_user=st.from_regex(r"[a-z]{3}[0-9]{2}[a-z0-9]{0,8}", fullmatch=True))
 def test_sshd_usernames_and_addresses_are_pseudonymized(address: ipaddress.IPv4Address, sshd_user: str) -> None:
     message = f"Failed password for invalid user {sshd_user} from {address} port 38926 ssh2"
     line = f"Dec 10 06:55:46 LabSZ sshd[24200]: {message}"
