@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pipeline.metrics import RouteCounters
 from pipeline.runtime import Runtime
+from transforms.model import Observation
 from transforms.process import Route
 from transforms.quarantine import quarantine_record
 
@@ -29,12 +30,11 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
-        store="memory://",
+        store=settings.store,
         datadir=str(settings.data_dir),
         # The web server's default views serve table contents over HTTP: never expose them.
         web_enabled=False,
         topic_partitions=settings.partitions,
-        topic_allow_declare=False,  # topics are created by pipeline.topics with their retention
         consumer_auto_offset_reset="earliest",
         producer_compression_type="lz4",
         producer_linger_ms=5,
@@ -45,6 +45,17 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     analytics = app.topic(settings.analytics_topic, value_serializer="raw", key_serializer="raw")
     abuse = app.topic(settings.abuse_topic, value_serializer="raw", key_serializer="raw")
     quarantine = app.topic(settings.quarantine_topic, value_serializer="raw", key_serializer="raw")
+    # Repartition by security pseudonym, so that each subject's detector state lives in one partition.
+    # Only pseudonymized observations travel here: no internal topic carries a raw address.
+    observations = app.topic(
+        settings.observation_topic,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=settings.partitions,
+        internal=True,
+        retention=settings.observation_retention_days * 86_400,
+    )
+    detector = runtime.detector
     process = runtime.processor
     sealer = runtime.sealer
     dumps = orjson.dumps
@@ -62,6 +73,9 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             for record in outcome.abuse:
                 # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
                 await abuse.send(key=record["subject"].encode(), value=dumps(record))
+            if detector is not None:
+                for observation in outcome.observations:
+                    await observations.send(key=observation.subject.encode(), value=dumps(observation.to_json_dict()))
             if outcome.route is Route.QUARANTINE:
                 envelope = quarantine_record(
                     reason=outcome.reason or "unknown",
@@ -75,11 +89,42 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                 )
                 await quarantine.send(value=dumps(envelope))
 
+    if detector is not None:
+        # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
+        # rebalanced worker recovers it from there. Values are the detector's JSON state (pseudonyms only).
+        states = app.Table(
+            "detector-state", partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
+        )
+        latest_event_time = [0.0]
+
+        @app.agent(observations, concurrency=1)
+        async def detect_abuse(stream: faust.StreamT[bytes]) -> None:
+            async for key, value in stream.items():
+                observation = Observation.from_json_dict(orjson.loads(value))
+                latest_event_time[0] = max(latest_event_time[0], observation.time)
+                stored = states.get(key)
+                state, alerts = detector(orjson.loads(stored) if stored else None, observation)
+                if state is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = dumps(state)
+                counters.alerts += len(alerts)
+                for alert in alerts:
+                    await abuse.send(key=key, value=dumps(alert))
+
+        @app.timer(60.0)
+        async def expire_detector_state() -> None:
+            """Drop fully leaked buckets so the table holds only subjects that are active in event time."""
+            for key, stored in list(states.items()):
+                kept = detector.expire(orjson.loads(stored), latest_event_time[0])
+                if kept is None:
+                    states.pop(key, None)
+
     @app.timer(settings.stats_interval_s)
     async def log_counters() -> None:
         summary = counters.summary()
         log.info(
-            "records: input=%d analytics=%d quarantine=%d filtered=%d abuse_events=%d",
+            "records: input=%d analytics=%d quarantine=%d filtered=%d abuse=%d",
             summary["input"],
             summary["analytics"],
             summary["quarantine"],

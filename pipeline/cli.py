@@ -17,7 +17,7 @@ import orjson
 from config.settings import Settings
 from transforms.errors import ConfigError, PseudonymizerError, RecordError
 
-SUBCOMMANDS = ("worker", "generate", "process", "lookup", "keys", "quarantine", "demo", "transforms")
+SUBCOMMANDS = ("worker", "generate", "process", "lookup", "keys", "quarantine", "reveal", "demo", "transforms")
 
 log = logging.getLogger("pseudonymizer")
 
@@ -122,7 +122,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     from pipeline.keystore import write_keyring
     from transforms.keyring import generate_keyring
 
-    keyring = generate_keyring(valid_from=args.valid_from)
+    keyring = generate_keyring(valid_from=args.valid_from, escrow=args.escrow)
     write_keyring(keyring, args.out, overwrite=args.force)
     print(f"keys: wrote keyring {keyring.id} to {args.out} (mode 0600); keep it secret, back it up", file=sys.stderr)
     return 0
@@ -167,6 +167,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             for p, c in keyring.chains.items()
         },
         "quarantine_keys": [k.id for k in keyring.quarantine_keys],
+        "escrow_keys": [k.id for k in keyring.escrow_keys],
     }
     print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -192,6 +193,37 @@ def cmd_quarantine_decrypt(args: argparse.Namespace) -> int:
             out = {"reason": record["reason"], "field": record.get("field"), "source": source}
             out["payload"] = payload.decode("utf-8", "backslashreplace")
             print(orjson.dumps(out).decode())
+    return 0
+
+
+# --- reveal ------------------------------------------------------------------------------------------
+
+
+def cmd_reveal(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file
+    from pipeline.reveal import RevealStats, reveal_records
+
+    keyring = read_keyring_file(args.keys)
+    stats = RevealStats()
+    try:
+        handle = sys.stdin.buffer if str(args.input) == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"reveal: cannot read {args.input}: {exc.strerror}") from None
+    with handle:
+        revealed = reveal_records(
+            keyring.escrow_keys,
+            handle,
+            operator=args.operator,
+            reason=args.reason,
+            audit_path=args.audit,
+            record_ids=set(args.record) if args.record else None,
+            stats=stats,
+        )
+        for item in revealed:
+            print(orjson.dumps(item).decode(), flush=True)
+    print(f"reveal: {orjson.dumps(stats.as_dict()).decode()}; audit log: {args.audit}", file=sys.stderr)
+    if stats.unknown_key:
+        print("reveal: some tokens name escrow keys this keyring lacks (destroyed: irreversible)", file=sys.stderr)
     return 0
 
 
@@ -257,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--valid-from", type=_iso, default=datetime(2000, 1, 1, tzinfo=UTC))
+    p.add_argument("--escrow", action="store_true", help="also create an escrow key (enables the escrow_ip transform)")
     p.set_defaults(func=cmd_keys_generate)
     p = keys.add_parser("prune", help="destroy the keys of expired epochs (crypto-shredding)")
     p.add_argument("--keys", type=Path, required=True)
@@ -275,6 +308,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=Path, required=True)
     p.add_argument("input", type=Path, help="quarantine JSONL file, or - for standard input")
     p.set_defaults(func=cmd_quarantine_decrypt)
+
+    p = sub.add_parser("reveal", help="decrypt the escrowed source addresses of abuse records (audited)")
+    p.add_argument("--keys", type=Path, required=True, help="keyring holding the escrow keys")
+    p.add_argument("--operator", required=True, help="who is revealing (written to the audit log)")
+    p.add_argument("--reason", required=True, help="why, e.g. an incident id (written to the audit log)")
+    p.add_argument(
+        "--audit",
+        type=Path,
+        default=Path("reveal-audit.jsonl"),
+        help="append-only audit log, JSON lines, created 0600 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--record",
+        action="append",
+        metavar="ID",
+        help="reveal only this record, <subject>/<time>/<rule> (repeatable; default: every escrowed record)",
+    )
+    p.add_argument("input", type=Path, help="abuse JSONL file, or - for standard input")
+    p.set_defaults(func=cmd_reveal)
 
     p = sub.add_parser("demo", help="start a local broker, the worker and sample traffic; show live output")
     p.add_argument("--count", type=int, default=3000)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -48,7 +48,9 @@ def process_files(
     ingest_text = ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     out_dir.mkdir(parents=True, exist_ok=True)
     counters = RouteCounters()
-    process, sealer, dumps = runtime.processor, runtime.sealer, orjson.dumps
+    process, sealer, dumps, detector = runtime.processor, runtime.sealer, orjson.dumps, runtime.detector
+    # The stream keeps detector state in a table keyed by subject; here a dict plays that part.
+    states: dict[str, dict[str, Any]] = {}
     with (
         open(out_dir / "analytics.jsonl", "wb") as analytics,
         open(out_dir / "abuse.jsonl", "wb") as abuse,
@@ -63,6 +65,16 @@ def process_files(
                 analytics.write(dumps(record) + b"\n")
             for record in outcome.abuse:
                 abuse.write(dumps(record) + b"\n")
+            if detector is not None:
+                for observation in outcome.observations:
+                    state, alerts = detector(states.get(observation.subject), observation)
+                    if state is None:
+                        states.pop(observation.subject, None)
+                    else:
+                        states[observation.subject] = state
+                    counters.alerts += len(alerts)
+                    for alert in alerts:
+                        abuse.write(dumps(alert) + b"\n")
             if outcome.route is Route.QUARANTINE:
                 envelope = quarantine_record(
                     reason=outcome.reason or "unknown",

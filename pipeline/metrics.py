@@ -17,6 +17,7 @@ class RouteCounters:
         self.reasons: Counter[tuple[str, str]] = Counter()
         self.analytics_records = 0
         self.abuse_records = 0
+        self.alerts = 0  # stateful detections (counted where the detector runs)
 
     def count(self, outcome: Outcome) -> None:
         self.input += 1
@@ -31,7 +32,9 @@ class RouteCounters:
         return {
             "input": self.input,
             "analytics": self.routes[Route.ANALYTICS.value],
-            "abuse": self.abuse_records,
+            "abuse": self.abuse_records + self.alerts,
+            "abuse_events": self.abuse_records,
+            "abuse_alerts": self.alerts,
             "quarantine": self.routes[Route.QUARANTINE.value],
             "filtered": self.routes[Route.FILTERED.value],
             "analytics_records": self.analytics_records,
@@ -58,6 +61,7 @@ class RouteCounters:
         lines += [
             "# TYPE pseudonymizer_output_records_total counter",
             f'pseudonymizer_output_records_total{{app="{app_id}",topic="analytics"}} {self.analytics_records}',
-            f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse"}} {self.abuse_records}',
+            f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse",kind="event"}} {self.abuse_records}',
+            f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse",kind="alert"}} {self.alerts}',
         ]
         return "\n".join(lines) + "\n"

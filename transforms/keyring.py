@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from transforms.errors import KeyringError
+from transforms.escrow import EscrowKey, generate_escrow_key
 
 KEYRING_FORMAT: Literal["pseudonymizer-keyring/1"] = "pseudonymizer-keyring/1"
 KEY_BYTES = 32
@@ -111,6 +112,16 @@ class Keyring(_Frozen):
     created: datetime
     chains: dict[Purpose, PurposeChain]
     quarantine_keys: list[SymmetricKey] = Field(min_length=1)
+    # Optional: escrow is off without keys. Newest last; it seals, the older ones only open old tokens.
+    escrow_keys: list[EscrowKey] = Field(default_factory=list)
+
+    @field_validator("escrow_keys")
+    @classmethod
+    def _unique_escrow_ids(cls, value: list[EscrowKey]) -> list[EscrowKey]:
+        ids = [k.id for k in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("escrow key ids must be unique")
+        return value
 
     @field_validator("chains")
     @classmethod
@@ -135,6 +146,7 @@ def generate_keyring(
     now: datetime | None = None,
     valid_from: datetime = datetime(2000, 1, 1, tzinfo=UTC),
     periods_s: dict[Purpose, int] | None = None,
+    escrow: bool = False,
 ) -> Keyring:
     """Draw a fresh keyring. Epochs from ``valid_from`` on are derivable (older logs cannot be pseudonymized)."""
     now = now or datetime.now(UTC)
@@ -153,7 +165,15 @@ def generate_keyring(
         chains[purpose] = PurposeChain(period_s=period, epoch=first_epoch, secret=SecretStr(_b64(root)))
     del master  # deliberately never stored: see the module docstring
     quarantine = SymmetricKey(id=f"q{now:%Y%m%d}", created=now, secret=SecretStr(_b64(os.urandom(KEY_BYTES))))
-    return Keyring(format=KEYRING_FORMAT, id=keyring_id, created=now, chains=chains, quarantine_keys=[quarantine])
+    escrow_keys = [generate_escrow_key(now)] if escrow else []
+    return Keyring(
+        format=KEYRING_FORMAT,
+        id=keyring_id,
+        created=now,
+        chains=chains,
+        quarantine_keys=[quarantine],
+        escrow_keys=escrow_keys,
+    )
 
 
 def parse_keyring(data: bytes | str) -> Keyring:
@@ -172,6 +192,8 @@ def dump_keyring(keyring: Keyring) -> bytes:
         payload["chains"][name.value]["secret"] = chain.secret.get_secret_value()
     for index, key in enumerate(keyring.quarantine_keys):
         payload["quarantine_keys"][index]["secret"] = key.secret.get_secret_value()
+    for index, escrow_key in enumerate(keyring.escrow_keys):
+        payload["escrow_keys"][index]["secret"] = escrow_key.secret.get_secret_value()
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
 
 

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from transforms.errors import Reason, RecordError
 from transforms.model import Event, EventKind
+from transforms.signals import SSH_EVENT_KEY
 from transforms.syslog import SSHD_PROGRAMS, SshHit, SyslogLine, looks_like_ip, program_name, read_sshd, split_syslog
 from transforms.timestamps import infer_syslog_year, parse_apache_time, parse_epoch, parse_iso_time, parse_time_text
 
@@ -457,6 +458,8 @@ class _Parser:
                 extra["source_kind"] = "hostname"
             if capped:
                 extra["repeat_capped"] = "1"
+            if hit.event is not None:  # a fixed hint code for the signal detector, never text from the line
+                extra[SSH_EVENT_KEY] = hit.event
             events.append(
                 Event(
                     kind=EventKind.SSH,

@@ -80,6 +80,8 @@ class AnalyticsPolicy(OutputPolicy):
         clash = sorted({f.name.split(".")[0] for f in value} & ANALYTICS_RESERVED)
         if clash:
             raise ValueError(f"reserved field name(s): {', '.join(clash)}")
+        if any(f.transform == "escrow_ip" for f in value):
+            raise ValueError("'escrow_ip' is reversible: it belongs in the abuse output only, never in analytics")
         return value
 
 
@@ -99,6 +101,8 @@ class AbusePolicy(OutputPolicy):
                 raise ValueError(f"abuse records must have {required!r} computed by {transform!r}")
             if required == "subject" and spec.params.get("purpose") != "security":
                 raise ValueError("abuse 'subject' must use purpose 'security'")
+        if any(f.transform == "escrow_ip" and f.name != "escrow" for f in value):
+            raise ValueError("'escrow_ip' must be the field named 'escrow' (where `pseudonymizer reveal` reads it)")
         return value
 
 

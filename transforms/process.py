@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from transforms.errors import Reason, RecordError
+from transforms.escrow import IpEscrow
 from transforms.geo import GeoLocator
 from transforms.ip import parse_ip
 from transforms.keyring import Keyring, Purpose
@@ -100,6 +101,7 @@ class RecordProcessor:
             pseudonymizers={p: Pseudonymizer(keyring, p) for p in Purpose},
             geo=geo,
             user_agents=UserAgentReducer(),
+            escrow=IpEscrow(keyring.escrow_keys[-1]) if keyring.escrow_keys else None,
         )
         return cls(
             parse=build_parser(policy.parse),

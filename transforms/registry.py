@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from transforms.errors import ConfigError
+from transforms.escrow import IpEscrow
 from transforms.geo import GeoLocator
 from transforms.ip import IPTruncator, ParsedIP
 from transforms.keyring import Purpose
@@ -45,6 +47,7 @@ class BuildContext:
     pseudonymizers: dict[Purpose, Pseudonymizer]
     geo: GeoLocator | None
     user_agents: UserAgentReducer
+    escrow: IpEscrow | None = None  # sealer of the newest escrow key; None when the keyring has none
 
 
 class _Params(BaseModel):
@@ -238,6 +241,23 @@ def _time_quality(params: NoParams, ctx: BuildContext) -> FieldFn:
     return time_quality
 
 
+def _escrow_ip(params: NoParams, ctx: BuildContext) -> FieldFn:
+    escrow = ctx.escrow
+    if escrow is None:
+        # Fail at start-up: a policy that asks for escrow must not silently run without it.
+        raise ConfigError(
+            "policy field transform 'escrow_ip' needs an escrow key, and the keyring has none: "
+            "create one with `pseudonymizer keys generate --escrow`, or remove the field"
+        )
+    seal = escrow.seal
+
+    def escrow_ip(s: Subject) -> str | None:
+        # Host-name sources (old pam_unix rhost=) have no address to escrow.
+        return seal(s.ip.packed) if s.ip is not None else None
+
+    return escrow_ip
+
+
 @dataclass(frozen=True, slots=True)
 class TransformSpec:
     params: type[_Params]
@@ -260,4 +280,7 @@ TRANSFORMS: dict[str, TransformSpec] = {
     "copy_field": TransformSpec(CopyParams, _copy_field, "a non-personal field, verbatim"),
     "truncate_time": TransformSpec(TimeParams, _truncate_time, "event time truncated to a granularity"),
     "time_quality": TransformSpec(NoParams, _time_quality, "whether the time came from the record"),
+    "escrow_ip": TransformSpec(
+        NoParams, _escrow_ip, "source address, AES-SIV encrypted for audited `reveal` (abuse field 'escrow' only)"
+    ),
 }

@@ -84,23 +84,34 @@ def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
 
 
 def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 120) -> dict[str, Any]:
+    """Wait until the worker has read ``expected`` records and its counters (incl. alerts) stop moving."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         last = summary(env)
         if last and last["input"] >= expected:
-            return last
+            break
         time.sleep(0.3)
-    raise AssertionError(f"worker processed {last and last['input']} of {expected} records in {timeout_s} s")
+    else:
+        raise AssertionError(f"worker processed {last and last['input']} of {expected} records in {timeout_s} s")
+    # The detector runs in a second agent behind a repartition topic: let it drain.
+    stable = 0
+    while stable < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = summary(env)
+        stable = stable + 1 if current == last else 0
+        last = current
+    assert last is not None
+    return last
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[bytes]) -> int:
+async def produce(bootstrap: str, topic: str, records: Iterable[bytes], partition: int | None = None) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=2_000_000)
     await producer.start()
     count = 0
     try:
         for record in records:
-            await producer.send(topic, record)
+            await producer.send(topic, record, partition=partition)
             count += 1
         await producer.flush()
     finally:

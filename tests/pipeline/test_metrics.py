@@ -19,4 +19,4 @@ def test_summary_balances_and_prometheus_lists_reasons() -> None:
     assert 'pseudonymizer_input_records_total{app="app"} 4' in text
     assert 'route="quarantine",reason="invalid_json"} 1' in text
     assert 'route="analytics"} 1' in text
-    assert 'topic="abuse"} 3' in text
+    assert 'topic="abuse",kind="event"} 3' in text

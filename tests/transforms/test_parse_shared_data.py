@@ -7,6 +7,7 @@ either side shows up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -18,6 +19,7 @@ import pytest
 from transforms.errors import Reason, RecordError
 from transforms.model import Event, EventKind, SshOutcome
 from transforms.parse import ParseParams, build_parser
+from transforms.signals import SSH_EVENT_KEY
 
 pytestmark = pytest.mark.shared_data
 
@@ -96,6 +98,12 @@ def test_loghub_openssh_log() -> None:
     assert outcomes[SshOutcome.DISCONNECT] == disconnects == 502
     others = count("reverse mapping checking") + count("Did not receive identification") + count(" more authentication")
     assert outcomes[SshOutcome.OTHER] == others == 105
+    # hints for the signal detector: port scans, and clients that gave up on authentication (disconnect
+    # reason 14, "no more authentication methods", or JSch's "Auth fail")
+    hints = Counter(e.extra[SSH_EVENT_KEY] for e in events if SSH_EVENT_KEY in e.extra)
+    gave_up = sum("Received disconnect from " in line and (": 14: " in line or "Auth fail" in line) for line in text)
+    assert hints == {"no_ident": count("Did not receive identification"), "auth_disconnect": gave_up}
+    assert hints == {"no_ident": 10, "auth_disconnect": 47}
     # the README: 520 "Failed password" lines come from 23 addresses
     failed_sources = {e.source_ip for e in events if e.ssh_outcome is SshOutcome.FAILED and e.ssh_method == "password"}
     assert len(failed_sources) == 23
@@ -145,3 +153,30 @@ def test_loghub_apache_error_log_is_rejected_line_by_line() -> None:
     per_line, errors = _parse_all(lines, datetime(2026, 11, 27, tzinfo=UTC))
     assert errors == Counter({Reason.UNPARSEABLE_LINE.value: len(lines)})
     assert not any(per_line)
+
+
+def test_fail2ban_sshd_lines_that_must_match_give_an_event_for_their_host() -> None:
+    """Every sshd line fail2ban must match and that names its host gives an event for that host.
+
+    fail2ban takes the host of the other lines ("Disconnecting: Too many authentication failures",
+    "kex_exchange_identification: ...") from an earlier line of the same sshd process; a per-record
+    parser cannot, so those give none.
+    """
+    path = SHARED_DATA / "labelled" / "fail2ban-testlogs" / "labels.jsonl"
+    if not path.is_file():
+        pytest.skip(f"shared data not present: {path}")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    must_match = [row for row in rows if row["file"] == "sshd" and row["match"]]
+    assert len(must_match) == 109  # the data README: sshd 109 must-match / 46 must-not-match
+    named = [row for row in must_match if row["host"] is not None and row["host"] in row["log_line"]]
+    assert len(must_match) - len(named) == 12
+    wrong_host = []
+    for row in named:
+        events = PARSE(row["log_line"].encode(), datetime(2026, 11, 27, tzinfo=UTC))
+        assert events, row["log_line"]
+        if row["host"].lower() not in {event.source_ip.removeprefix("::ffff:") for event in events}:
+            wrong_host.append(row["line_no"])
+    # One disagreement, on purpose: "Failed password for invalid user test from 127.0.0.1 port 58946 ssh2:
+    # from 10.10.1.2 port 55555 ssh2". The parser takes the last "from X port N" (a user name can hold the
+    # others); fail2ban reads ": ..." after "ssh2" as auth info that the client can fill.
+    assert wrong_host == [147]

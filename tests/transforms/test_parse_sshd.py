@@ -1,4 +1,4 @@
-"""Known answers for sshd syslog lines: outcomes, addresses, users, framings, years and repeats."""
+"""Known answers for sshd syslog lines: outcomes, addresses, users, hints, framings, years and repeats."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from transforms.model import Event, EventKind, SshOutcome
 from transforms.parse import ParseParams, build_parser
+from transforms.signals import SSH_EVENT_HINTS, SSH_EVENT_KEY, SignalDetector, SignalParams
+from transforms.syslog import SSHD_EVENTS
 
 INGEST = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 PARSE = build_parser(ParseParams())
@@ -17,6 +19,11 @@ T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 
 FAILED, ACCEPTED, INVALID = SshOutcome.FAILED, SshOutcome.ACCEPTED, SshOutcome.INVALID_USER
 AUTH_FAILURE, DISCONNECT, OTHER = SshOutcome.AUTH_FAILURE, SshOutcome.DISCONNECT, SshOutcome.OTHER
+
+
+def hint(code: str) -> dict[str, str]:
+    """The ``extra`` of an event whose line the parser names with the signal detector's hint ``code``."""
+    return {SSH_EVENT_KEY: code}
 
 
 def _summary(event: Event) -> tuple[Any, ...]:
@@ -114,7 +121,21 @@ MESSAGE_CASES: list[tuple[str, tuple[Any, ...] | None]] = [
     ("Connection closed by 192.0.2.1 port 5555 [preauth]", (DISCONNECT, "192.0.2.1", None, None, False, {})),
     (
         "Connection closed by authenticating user root 192.0.2.1 port 5555 [preauth]",
-        (DISCONNECT, "192.0.2.1", "root", None, False, {}),
+        (DISCONNECT, "192.0.2.1", "root", None, False, hint("auth_disconnect")),
+    ),
+    # ... and reset, or "Disconnected from": the client gave up in the middle of authentication
+    (
+        "Connection reset by authenticating user root 192.0.2.20 port 1558 [preauth]",
+        (DISCONNECT, "192.0.2.20", "root", None, False, hint("auth_disconnect")),
+    ),
+    (
+        "Disconnected from authenticating user root 192.0.2.6 port 33553 [preauth]",
+        (DISCONNECT, "192.0.2.6", "root", None, False, hint("auth_disconnect")),
+    ),
+    # an injected user name: the last "X port N" is the address
+    (
+        "Connection closed by authenticating user test 127.0.0.1 port 12345 192.0.2.11 port 46039 [preauth]",
+        (DISCONNECT, "192.0.2.11", "test 127.0.0.1 port 12345", None, False, hint("auth_disconnect")),
     ),
     (
         "Connection closed by invalid user admin 192.0.2.1 port 5555 [preauth]",
@@ -127,7 +148,17 @@ MESSAGE_CASES: list[tuple[str, tuple[Any, ...] | None]] = [
     ),
     (
         "error: Received disconnect from 103.99.0.122: 14: No more user authentication methods available. [preauth]",
-        (DISCONNECT, "103.99.0.122", None, None, False, {}),
+        (DISCONNECT, "103.99.0.122", None, None, False, hint("auth_disconnect")),  # 14: no method left
+    ),
+    (
+        "error: Received disconnect from 192.168.2.92 port 1684:14: No supported authentication methods available"
+        " [preauth]",
+        (DISCONNECT, "192.168.2.92", None, None, False, hint("auth_disconnect")),
+    ),
+    # the Java client JSch gives up with reason 3 and "Auth fail"
+    (
+        "Received disconnect from 89.24.13.192: 3: com.jcraft.jsch.JSchException: Auth fail",
+        (DISCONNECT, "89.24.13.192", None, None, False, hint("auth_disconnect")),
     ),
     (
         "Received disconnect from 192.0.2.1 port 5555:11: disconnected by user",
@@ -141,30 +172,150 @@ MESSAGE_CASES: list[tuple[str, tuple[Any, ...] | None]] = [
         "Disconnecting invalid user admin 192.0.2.1 port 22: Too many authentication failures [preauth]",
         (DISCONNECT, "192.0.2.1", "admin", None, True, {}),
     ),
-    ("Timeout before authentication for 192.0.2.1 port 40000", (DISCONNECT, "192.0.2.1", None, None, False, {})),
+    (
+        "Timeout before authentication for 192.0.2.1 port 40000",
+        (DISCONNECT, "192.0.2.1", None, None, False, hint("preauth_timeout")),
+    ),
+    (
+        "fatal: Timeout before authentication for 192.0.2.14 port 55555",
+        (DISCONNECT, "192.0.2.14", None, None, False, hint("preauth_timeout")),
+    ),
+    (
+        "Timeout before authentication for connection from 192.0.2.17 to 127.0.0.1, pid = 29098",
+        (DISCONNECT, "192.0.2.17", None, None, False, hint("preauth_timeout")),
+    ),
     # other lines naming a client
     (
         "reverse mapping checking getaddrinfo for ns.marryaldkfaczcz.com [173.234.31.186] failed"
         " - POSSIBLE BREAK-IN ATTEMPT!",
         (OTHER, "173.234.31.186", None, None, False, {}),
     ),
-    ("Did not receive identification string from 123.235.32.19", (OTHER, "123.235.32.19", None, None, False, {})),
+    # a port scan: no SSH banner at all
+    (
+        "Did not receive identification string from 123.235.32.19",
+        (OTHER, "123.235.32.19", None, None, False, hint("no_ident")),
+    ),
+    (
+        "Did not receive identification string from 192.0.2.5 port 35836",
+        (OTHER, "192.0.2.5", None, None, False, hint("no_ident")),
+    ),
     (
         "Address 192.0.2.4 maps to x.example, but this does not map back to the address - POSSIBLE BREAK-IN ATTEMPT!",
         (OTHER, "192.0.2.4", None, None, False, {}),
     ),
     (
         "error: maximum authentication attempts exceeded for root from 192.0.2.1 port 22 ssh2 [preauth]",
-        (OTHER, "192.0.2.1", "root", None, False, {}),
+        (OTHER, "192.0.2.1", "root", None, False, hint("too_many_auth")),
     ),
-    ("Unable to negotiate with 192.0.2.1 port 22: no matching key exchange method found.", None),
+    (
+        "error: maximum authentication attempts exceeded for invalid user xxx from 192.0.2.7 port 49941 ssh2 [preauth]",
+        (OTHER, "192.0.2.7", "xxx", None, True, hint("too_many_auth")),
+    ),
+    # the server's disconnect that follows repeats the line above: no hint, so it is not counted twice
+    (
+        "Disconnecting authenticating user root 192.0.2.1 port 22: Too many authentication failures [preauth]",
+        (DISCONNECT, "192.0.2.1", "root", None, False, {}),
+    ),
+    # AllowUsers / DenyUsers / AllowGroups / DenyGroups
+    (
+        "User root from 211.188.220.49 not allowed because not listed in AllowUsers",
+        (OTHER, "211.188.220.49", "root", None, False, hint("not_allowed")),
+    ),
+    (
+        "User root from 10.0.0.40 not allowed because none of user's groups are listed in AllowGroups",
+        (OTHER, "10.0.0.40", "root", None, False, hint("not_allowed")),
+    ),
+    (
+        "User allena from Example.COM not allowed because not in any group",
+        (OTHER, "example.com", "allena", None, False, {"source_kind": "hostname", SSH_EVENT_KEY: "not_allowed"}),
+    ),
+    ("User root not allowed because account is locked", None),  # names no client
+    # PermitRootLogin no (old OpenSSH); the line names the account
+    ("ROOT LOGIN REFUSED FROM 1.2.3.4", (OTHER, "1.2.3.4", "root", None, False, hint("root_refused"))),
+    (
+        "ROOT LOGIN REFUSED FROM 1.2.3.4 port 12345 [preauth]",
+        (OTHER, "1.2.3.4", "root", None, False, hint("root_refused")),
+    ),
+    ("ROOT LOGIN REFUSED FROM ::ffff:1.2.3.4", (OTHER, "::ffff:1.2.3.4", "root", None, False, hint("root_refused"))),
+    # not SSH: a banner the server cannot read
+    (
+        "Bad protocol version identification 'dummy string' from 69.61.56.115 port 31778",
+        (OTHER, "69.61.56.115", None, None, False, hint("bad_protocol")),
+    ),
+    # ... whose client-chosen text holds " from X": the address sshd appended wins
+    (
+        "Bad protocol version identification 'dummy string' from 192.0.2.1' from 69.61.56.115 port 31778",
+        (OTHER, "69.61.56.115", None, None, False, hint("bad_protocol")),
+    ),
+    ("Bad protocol version identification 'GET / HTTP/1.1' from 192.0.2.9 port 1 from UNKNOWN port 65535", None),
     (
         "banner exchange: Connection from 192.0.2.1 port 40000: invalid format",
+        (OTHER, "192.0.2.1", None, None, False, hint("bad_protocol")),
+    ),
+    # another banner-exchange reason: a client line, no hint
+    (
+        "banner exchange: Connection from 192.0.2.1 port 40000: Connection timed out",
         (OTHER, "192.0.2.1", None, None, False, {}),
     ),
+    (
+        "ssh_dispatch_run_fatal: Connection from 192.0.2.13 port 33738: message authentication code incorrect"
+        " [preauth]",
+        (OTHER, "192.0.2.13", None, None, False, hint("bad_protocol")),
+    ),
+    (
+        "ssh_dispatch_run_fatal: Connection from 192.0.2.13 port 52452: Connection corrupted [preauth]",
+        (OTHER, "192.0.2.13", None, None, False, hint("bad_protocol")),
+    ),
+    # no common key exchange / cipher / MAC / host key type
+    (
+        "Unable to negotiate with 192.0.2.1 port 22: no matching key exchange method found.",
+        (OTHER, "192.0.2.1", None, None, False, hint("kex_failed")),
+    ),
+    (
+        "fatal: Unable to negotiate with 192.0.2.2 port 55419: no matching key exchange method found. "
+        "Their offer: diffie-hellman-group1-sha1",
+        (OTHER, "192.0.2.2", None, None, False, hint("kex_failed")),
+    ),
+    (
+        "Unable to negotiate with 2001:db8::2 port 50404: no matching host key type found. Their offer: ssh-dss",
+        (OTHER, "2001:db8::2", None, None, False, hint("kex_failed")),
+    ),
+    ("fatal: Unable to negotiate a key exchange method [preauth]", None),  # older: names no client
+    # tcp_wrappers: the address in brackets, whatever precedes it
+    (
+        "refused connect from _U2FsdGVkX19P3BCJmFBHhjLza8BcMH06WCUVwttMHpE=_@::ffff:218.249.210.161"
+        " (::ffff:218.249.210.161)",
+        (OTHER, "::ffff:218.249.210.161", None, None, False, hint("refused_connect")),
+    ),
+    ("refused connect from host.example (192.0.2.3)", (OTHER, "192.0.2.3", None, None, False, hint("refused_connect"))),
     (
         'Connection from 192.0.2.1 port 40000 on 10.0.0.1 port 22 rdomain ""',
         (OTHER, "192.0.2.1", None, None, False, {}),
+    ),
+    # Solaris / macOS message ids before the message
+    (
+        "[ID 800047 auth.info] Failed keyboard-interactive for james from 205.186.180.30 port 54520 ssh2",
+        (FAILED, "205.186.180.30", "james", "keyboard-interactive", False, {}),
+    ),
+    # an sshd that logs no port
+    (
+        "Failed password for invalid user ROOT from aaaa:bbbb:cccc:1234::1:1",
+        (FAILED, "aaaa:bbbb:cccc:1234::1:1", "ROOT", "password", True, {}),
+    ),
+    # macOS PAM glue: "error" as well as "failure", and the server address after "via"
+    (
+        "error: PAM: authentication error for james from 205.186.180.88 via 192.168.1.201",
+        (AUTH_FAILURE, "205.186.180.88", "james", None, False, {}),
+    ),
+    (
+        "error: PAM: User not known to the underlying authentication module for illegal user kernelitshell"
+        " from 10.215.4.227 ",
+        (AUTH_FAILURE, "10.215.4.227", "kernelitshell", None, True, {}),
+    ),
+    # a client-chosen user name holding "rhost=" is not read as a pam_unix line
+    (
+        "Connection closed by invalid user rhost=203.0.113.9 192.0.2.1 port 5555 [preauth]",
+        (DISCONNECT, "192.0.2.1", "rhost=203.0.113.9", None, True, {}),
     ),
     # lines without a client: no event
     ("pam_unix(sshd:session): session closed for user fztu", None),
@@ -173,7 +324,7 @@ MESSAGE_CASES: list[tuple[str, tuple[Any, ...] | None]] = [
     ("Received signal 15; terminating.", None),
     ("Server listening on 0.0.0.0 port 22.", None),
     ("Server listening on :: port 22.", None),
-    ("Disconnecting: Too many authentication failures for admin [preauth]", None),
+    ("Disconnecting: Too many authentication failures for admin [preauth]", None),  # no address to count
     ("input_userauth_request: invalid user webmaster [preauth]", None),
     ("fatal: Write failed: Connection reset by peer [preauth]", None),
     ("PAM service(sshd) ignoring max retries; 6 > 3", None),
@@ -192,6 +343,23 @@ def test_sshd_message_known_answers(message: str, expected: tuple[Any, ...] | No
     assert [_summary(e) for e in events] == [expected]
     event = events[0]
     assert (event.kind, event.time, event.time_flag, event.format) == (EventKind.SSH, T0, None, "sshd_syslog")
+
+
+HINTED_CASES = [(message, expected) for message, expected in MESSAGE_CASES if expected and SSH_EVENT_KEY in expected[5]]
+
+
+def test_parser_hints_are_the_signal_detectors_codes() -> None:
+    """The parser can give exactly the detector's hint codes, and the known answers show each of them."""
+    assert set(SSHD_EVENTS) == set(SSH_EVENT_HINTS)
+    assert {expected[5][SSH_EVENT_KEY] for _, expected in HINTED_CASES} == set(SSH_EVENT_HINTS)
+
+
+@pytest.mark.parametrize(("message", "expected"), HINTED_CASES)
+def test_hinted_lines_fire_their_signal(message: str, expected: tuple[Any, ...]) -> None:
+    """A parsed line with a hint fires the rule the detector maps that hint to."""
+    detect = SignalDetector.build(SignalParams(enabled_rules=["ssh.auth_failed", "ssh.preauth_probe"]))
+    (event,) = PARSE((HEAD + message).encode(), INGEST)
+    assert [signal.rule for signal in detect(event)] == [SSH_EVENT_HINTS[expected[5][SSH_EVENT_KEY]]]
 
 
 # (whole line, expected (outcome, source, time, time_flag, format) per event)
@@ -234,6 +402,25 @@ FRAMING_CASES: list[tuple[str, list[tuple[Any, ...]]]] = [
     ),
     # RFC 5424 nil timestamp: ingest time, "missing"
     ("<34>1 - h sshd - - - Invalid user a from 192.0.2.1", [(INVALID, "192.0.2.1", INGEST, "missing", "sshd_syslog")]),
+    # a day without its padding blank, as in lines copied into bug reports
+    (
+        "Jun 7 01:10:56 host sshd[5937]: Did not receive identification string from 69.61.56.114",
+        [(OTHER, "69.61.56.114", datetime(2023, 6, 7, 1, 10, 56, tzinfo=UTC), None, "sshd_syslog")],
+    ),
+    # a bracketed tag, with and without the colon, and no host
+    (
+        "Mar  1 10:00:00 [sshd]: User root from 192.0.2.1 not allowed because not listed in AllowUsers",
+        [(OTHER, "192.0.2.1", T0, None, "sshd_syslog")],
+    ),
+    (
+        "Mar  1 10:00:00 [sshd] User root from 192.0.2.1 not allowed because not listed in AllowUsers",
+        [(OTHER, "192.0.2.1", T0, None, "sshd_syslog")],
+    ),
+    # a bracketed host is still a host
+    (
+        "Mar  1 10:00:00 [2001:db8::1] sshd[1]: Invalid user a from 192.0.2.1",
+        [(INVALID, "192.0.2.1", T0, None, "sshd_syslog")],
+    ),
     # OpenSSH 9.8+ logs from "sshd-session"
     (
         "Mar  1 10:00:00 h sshd-session[9]: Invalid user a from 192.0.2.1",
@@ -297,6 +484,13 @@ def test_message_repeated_expands_to_n_events() -> None:
     events = PARSE(line.encode(), INGEST)
     assert [_summary(e) for e in events] == [(FAILED, "5.36.59.76", "root", "password", False, {})] * 5
     assert len({id(e.extra) for e in events}) == 5
+
+
+def test_message_repeated_keeps_the_hint() -> None:
+    """Each event of a folded repeat carries the line's hint."""
+    line = HEAD + "message repeated 3 times: [ Did not receive identification string from 192.0.2.5]"
+    events = PARSE(line.encode(), INGEST)
+    assert [_summary(e) for e in events] == [(OTHER, "192.0.2.5", None, None, False, hint("no_ident"))] * 3
 
 
 def test_message_repeated_is_capped() -> None:
