@@ -1058,7 +1058,7 @@ def run(
         "command": command,
         "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
-        "data": str(shared) if shared is not None else None,
+        "data": os.path.relpath(shared, ds.ROOT) if shared is not None else None,
         "limit": limit,
         "seed": seed,
         "flag_rules": sorted(FLAG_RULES),

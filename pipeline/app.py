@@ -92,9 +92,8 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
         # rebalanced worker recovers it from there. Values are the detector's JSON state (pseudonyms only).
-        states = app.Table(
-            "detector-state", partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
-        )
+        # bytes key/value types make faust use the "raw" codec for the table and its changelog topic.
+        states = app.Table("detector-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
         latest_event_time = [0.0]
 
         @app.agent(observations, concurrency=1)
