@@ -705,7 +705,7 @@ _SINGLE = "single-request exploits (CVE, proxy)"
 _UNREAD = "formats not read / test scenarios"
 CROWDSEC_SCENARIOS: dict[str, tuple[str, frozenset[str]]] = {
     # CrowdSec's ssh-bf also counts bad banners; the detector gives those their own rule (preauth_scan).
-    "ssh-bf": (_SSH_BF, frozenset({"ssh.bruteforce", "ssh.bruteforce_pam", "ssh.preauth_scan"})),
+    "ssh-bf": (_SSH_BF, frozenset({"ssh.bruteforce", "ssh.bruteforce_fallback", "ssh.preauth_scan"})),
     "ssh-bf_user-enum": (_SSH_BF, frozenset({"ssh.user_enum"})),
     "ssh-slow-bf": (_SSH_BF, frozenset({"ssh.slow_bruteforce"})),
     "ssh-time-based-bf": (_SSH_BF, frozenset({"ssh.persistent_bruteforce", "ssh.slow_bruteforce"})),

@@ -118,6 +118,8 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                 kept = detector.expire(orjson.loads(stored), latest_event_time[0])
                 if kept is None:
                     states.pop(key, None)
+                else:
+                    states[key] = dumps(kept)
 
     @app.timer(settings.stats_interval_s)
     async def log_counters() -> None:

@@ -24,16 +24,21 @@ Usage::
 
 Counting follows the reference scenario, which counts log *lines*, not attempts: an sshd
 "Invalid user" line and the following "Failed password for invalid user" line are two tokens, as in
-CrowdSec. The pam_unix "authentication failure" line that modern OpenSSH writes next to each
-"Failed password" line is **not** counted by the ssh rules (it would count every attempt twice);
-old sshd versions write only that pam line, so ``ssh.bruteforce_pam`` counts it, and is
-``suppressed_by`` the line-counting ssh rules so that one attack raises one alert.
+CrowdSec. Lines that only *accompany* a failure that another line already reports are not counted by
+the main ssh rules, or every attempt would count twice: the pam_unix "authentication failure" line
+modern OpenSSH writes next to each "Failed password" line, and the "Disconnected from / Connection
+closed by authenticating user ... [preauth]" or "Received disconnect ...: Auth fail" line of a client
+that gives up. Some sshd logs have only those lines (old sshd: pam_unix only; key-only servers:
+disconnects only), so ``ssh.bruteforce_fallback`` counts them, and is ``suppressed_by`` the main ssh
+rules: where those see the source it stays silent, so the same attempts never raise two brute-force
+alerts from two kinds of line.
 
 Event time and out-of-order observations
 ========================================
 
-Everything is computed in event time, so a replay gives the same alerts as the live stream, and
-the result depends only on the order in which observations arrive (never on wall-clock time).
+Everything is computed in event time, so a replay gives the same alerts as the live stream: the
+result depends only on the observations and the order in which they arrive (and on when
+:meth:`Detector.expire` runs, see below), never on wall-clock time.
 
 * The state remembers the latest event time seen for the subject. An observation older than
   ``latest - max_out_of_order_s`` (the *cutoff*) is **late**: it changes nothing but the ``late``
@@ -53,12 +58,14 @@ the result depends only on the order in which observations arrive (never on wall
   - ``distinct`` values and the evidence/``count`` bookkeeping follow arrival order: a bucket's
     life (what its distinct set, ``first_seen`` and ``count`` cover) restarts when an in-order
     observation finds the bucket empty;
-  - an overflow ends the bucket: events of that bucket newer than the overflowing one are absorbed
-    by the alert (they fall in the quiet period).
+  - an overflow ends the bucket: events already in it that are newer than the overflowing one (there
+    are some only when an out-of-order observation completed the burst) end with it.
 
 * A bucket is dropped once it is empty at the cutoff and has no event newer than the cutoff (no
   accepted observation can then see a non-empty bucket); a quiet period once it ends before the
-  cutoff. ``__call__`` returns ``None`` when nothing is left, so sources that behave leave no state.
+  cutoff. ``__call__`` returns ``None`` when nothing is left: a source has state only while it has
+  counted events within the last ``max_out_of_order_s`` (or a running quiet period), and none at all
+  if no rule counts its observations.
 * :meth:`Detector.expire` applies the same pruning at a caller-given ``now`` (the stream's latest
   event time): it declares observations older than ``now - max_out_of_order_s`` late for the subject.
 
@@ -97,7 +104,7 @@ ssh.bruteforce             crowdsecurity/ssh-bf                            5    
 ssh.user_enum              crowdsecurity/ssh-bf_user-enum                  5         10      user      300
 ssh.slow_bruteforce        crowdsecurity/ssh-slow-bf                       10        60      -         300
 ssh.persistent_bruteforce  fail2ban sshd jail (maxretry 5, findtime 10m)   4         600     -         600
-ssh.bruteforce_pam         crowdsecurity/ssh-bf on pam_unix-only logs      5         10      -         300
+ssh.bruteforce_fallback    crowdsecurity/ssh-bf on pam/disconnect lines    5         10      -         300
 ssh.preauth_scan           lepresidente/ssh-bad-keyexchange-bf             5         10      -         300
 http.probing               crowdsecurity/http-probing                      10        10      path      300
 http.protocol_probing      crowdsecurity/http-probing (malformed lines)    10        10      -         300
@@ -336,13 +343,13 @@ def _rule(
     )
 
 
-# sshd lines that CrowdSec's parser labels ssh_failed-auth: "Failed password", "Invalid user" and, once the
-# parser tags them, "Connection closed by / Disconnected from authenticating user ... [preauth]", "not
-# allowed because", "ROOT LOGIN REFUSED" (ssh.auth_failed with another outcome). Not the pam_unix line.
+# sshd lines that report a failed authentication themselves: "Failed password", "Invalid user", and the
+# hinted "not allowed because", "ROOT LOGIN REFUSED", "maximum authentication attempts exceeded" (outcome
+# "other" with ssh.auth_failed). Not the lines that accompany them (pam_unix, disconnects): see the fallback.
 _SSH_FAILED_LINE = MatchSpec(
     kinds=["ssh"],
     signals_any=["ssh.auth_failed", "ssh.invalid_user"],
-    ssh_outcomes=["failed", "invalid_user", "disconnect", "other"],
+    ssh_outcomes=["failed", "invalid_user", "other"],
 )
 _LINE_COUNTING_SSH_RULES: Final = (
     "ssh.bruteforce",
@@ -379,12 +386,14 @@ DEFAULT_RULES: Final[tuple[BucketRule, ...]] = (
         _SSH_FAILED_LINE, 4, 600.0, quiet_s=600.0,
     ),
     _rule(
-        "ssh.bruteforce_pam", "brute_force", "medium", "T1110",
-        "SSH password guessing seen only through pam_unix 'authentication failure' lines (old sshd, "
-        "loghub Linux): the crowdsecurity/ssh-bf thresholds on the lines its SSHD_AUTH_FAIL pattern reads; "
-        "silent where the sshd also logs 'Failed password' lines that the other ssh rules count.",
-        MatchSpec(kinds=["ssh"], ssh_outcomes=["auth_failure"]), 5, 10.0,
-        suppressed_by=_LINE_COUNTING_SSH_RULES,
+        "ssh.bruteforce_fallback", "brute_force", "medium", "T1110",
+        "SSH guessing seen only through the lines that accompany failures: pam_unix 'authentication "
+        "failure' (old sshd writes nothing else) and clients leaving mid-authentication ('Disconnected from "
+        "authenticating user ... [preauth]', key-only servers); the crowdsecurity/ssh-bf thresholds (its "
+        "SSHD_AUTH_FAIL and SSHD_PREAUTH_AUTHENTICATING_USER patterns); silent where the main ssh rules see "
+        "the source.",
+        MatchSpec(kinds=["ssh"], signals_any=["ssh.auth_failed"], ssh_outcomes=["auth_failure", "disconnect"]),
+        5, 10.0, suppressed_by=_LINE_COUNTING_SSH_RULES,
     ),
     _rule(
         "ssh.preauth_scan", "recon", "low", "T1595",
@@ -544,7 +553,7 @@ def _compile_match(spec: MatchSpec) -> _Check:
         checks.append(lambda o: o.status is not None and o.status <= high)
     if spec.bot is not None:
         bot = spec.bot
-        checks.append(lambda o: o.bot is bot)
+        checks.append(lambda o: bool(o.bot) is bot)
     if spec.signals_any is not None:
         wanted = frozenset(spec.signals_any)
         checks.append(lambda o: not wanted.isdisjoint(o.signals))

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import transforms.detect
 from transforms.detect import (
@@ -89,6 +89,12 @@ def every(n: int, step: float, make: Any, start: float = 0.0) -> list[Observatio
 
 # --------------------------------------------------------------------------------------------- per rule
 
+
+def _jsch(i: int, t: float) -> Observation:
+    """A JSch client's attempt: "Failed password", then "Received disconnect ...: 3: Auth fail" (tagged)."""
+    return ssh(t, "failed") if i % 2 == 0 else ssh(t, "disconnect", signals=("ssh.auth_failed",))
+
+
 # (rule, observations, alerts of that rule expected). One comment per row says what it shows.
 RULE_CASES: list[tuple[str, list[Observation], int]] = [
     # -- ssh.bruteforce: more than 5 failed-auth lines, 1 leaking per 10 s (crowdsecurity/ssh-bf)
@@ -100,9 +106,10 @@ RULE_CASES: list[tuple[str, list[Observation], int]] = [
     ("ssh.bruteforce", every(10, 1, lambda i, t: ssh(t, "accepted", signals=())), 0),  # logins are not failures
     # CrowdSec counts lines: 3 invalid-user attempts are 6 lines ("Invalid user" + "Failed ... invalid user")
     ("ssh.bruteforce", every(6, 1, lambda i, t: ssh(t, "invalid_user" if i % 2 == 0 else "failed")), 1),
-    # "Disconnected from authenticating user root ... [preauth]" once the parser tags it (ssh.auth_failed)
-    ("ssh.bruteforce", every(6, 1, lambda i, t: ssh(t, "disconnect", signals=("ssh.auth_failed",))), 1),
-    ("ssh.bruteforce", every(6, 1, lambda i, t: ssh(t, "disconnect", signals=())), 0),  # a plain disconnect
+    # "maximum authentication attempts exceeded", "not allowed because": failures reported by their own line
+    ("ssh.bruteforce", every(6, 1, lambda i, t: ssh(t, "other", signals=("ssh.auth_failed",))), 1),
+    # "Disconnected from authenticating user ... [preauth]" accompanies a failure: the fallback's line
+    ("ssh.bruteforce", every(6, 1, lambda i, t: ssh(t, "disconnect", signals=("ssh.auth_failed",))), 0),
     # -- ssh.user_enum: more than 5 distinct users (crowdsecurity/ssh-bf_user-enum)
     ("ssh.user_enum", every(6, 1, lambda i, t: ssh(t, "invalid_user", user=f"u-{i}")), 1),  # 6 names
     ("ssh.user_enum", every(6, 1, lambda i, t: ssh(t, "invalid_user", user="u-admin")), 0),  # one name 6 times
@@ -117,12 +124,19 @@ RULE_CASES: list[tuple[str, list[Observation], int]] = [
     ("ssh.persistent_bruteforce", every(4, 1, lambda i, t: ssh(t)), 0),  # 4 failures: maxretry not reached
     ("ssh.persistent_bruteforce", every(10, 650, lambda i, t: ssh(t)), 0),  # slower than one per 10 min
     ("ssh.persistent_bruteforce", every(12, 300, lambda i, t: ssh(t)), 1),  # one per 5 min, on and on
-    # -- ssh.bruteforce_pam: pam_unix-only logs (old sshd)
-    ("ssh.bruteforce_pam", every(6, 1, lambda i, t: ssh(t, "auth_failure")), 1),  # 6 pam lines in 5 s
-    ("ssh.bruteforce_pam", every(5, 1, lambda i, t: ssh(t, "auth_failure")), 0),  # 5: full, not over
-    # modern sshd: each attempt is a pam line then a "Failed password" line: ssh.bruteforce speaks, pam is silent
-    ("ssh.bruteforce_pam", every(12, 1, lambda i, t: ssh(t, "auth_failure" if i % 2 == 0 else "failed")), 0),
+    # -- ssh.bruteforce_fallback: logs with only the accompanying lines
+    ("ssh.bruteforce_fallback", every(6, 1, lambda i, t: ssh(t, "auth_failure")), 1),  # old sshd: 6 pam lines
+    ("ssh.bruteforce_fallback", every(5, 1, lambda i, t: ssh(t, "auth_failure")), 0),  # 5: full, not over
+    # key-only server: 6 clients leaving mid-authentication (the sshd-invalid-bf fixture)
+    ("ssh.bruteforce_fallback", every(6, 1, lambda i, t: ssh(t, "disconnect", signals=("ssh.auth_failed",))), 1),
+    ("ssh.bruteforce_fallback", every(6, 1, lambda i, t: ssh(t, "disconnect", signals=())), 0),  # plain "Bye Bye"
+    # modern sshd: a pam line then a "Failed password" line per attempt: ssh.bruteforce speaks, the fallback not
+    ("ssh.bruteforce_fallback", every(12, 1, lambda i, t: ssh(t, "auth_failure" if i % 2 == 0 else "failed")), 0),
+    # JSch clients: "Failed password" then "Received disconnect ...: Auth fail": counted once, by ssh.bruteforce
+    ("ssh.bruteforce_fallback", every(14, 1, _jsch), 0),
+    ("ssh.bruteforce", every(14, 1, _jsch), 1),  # the 7 "Failed password" lines in 12 s
     # -- ssh.preauth_scan: pre-authentication junk (lepresidente/ssh-bad-keyexchange-bf)
+    # 6 bad banners in one second
     ("ssh.preauth_scan", every(6, 0, lambda i, t: ssh(t, "other", user=None, signals=("ssh.preauth_probe",))), 1),
     ("ssh.preauth_scan", every(6, 0, lambda i, t: ssh(t, "other", user=None, signals=())), 0),  # untagged lines
     # -- http.probing: more than 10 distinct non-static 400/403/404 paths, 1 leaking per 10 s
@@ -133,7 +147,9 @@ RULE_CASES: list[tuple[str, list[Observation], int]] = [
     ("http.probing", every(11, 0.5, lambda i, t: http(t, f"/p{i}", 200)), 0),  # found pages are no probe
     ("http.probing", every(11, 0.5, lambda i, t: http(t, f"/p{i}", 500)), 0),  # server errors are not probes
     # -- http.protocol_probing: TLS on the plain port, binary junk (the malformed-request fixtures)
+    # 11 unreadable request lines in 5 s
     ("http.protocol_probing", every(11, 0.5, lambda i, t: http(t, None, 400, ("http.protocol_abuse",), None)), 1),
+    # 10: full, not over
     ("http.protocol_probing", every(10, 0.5, lambda i, t: http(t, None, 400, ("http.protocol_abuse",), None)), 0),
     # -- http.crawl: more than 40 distinct non-static paths, 1 leaking per 0.5 s
     ("http.crawl", every(41, 0.01, lambda i, t: http(t, f"/page/{i}")), 1),  # 41 pages in 0.4 s
@@ -142,31 +158,43 @@ RULE_CASES: list[tuple[str, list[Observation], int]] = [
     ("http.crawl", every(60, 0.05, lambda i, t: http(t, f"/s/{i}.css")), 0),  # a page's assets: static
     ("http.crawl", every(60, 0.05, lambda i, t: http(t, "/api/poll")), 0),  # polling one endpoint
     # -- http.sensitive_files: more than 4 distinct, 1 leaking per 5 s
+    # 5 distinct dot-files in 1 s
     ("http.sensitive_files", every(5, 0.2, lambda i, t: http(t, f"/.env{i}", 404, ("http.sensitive_file",))), 1),
+    # one file asked 5 times (a misconfigured client, not a scan)
     ("http.sensitive_files", every(5, 0.2, lambda i, t: http(t, "/.env", 404, ("http.sensitive_file",))), 0),
     # -- http.traversal_probing: more than 3 distinct, 1 leaking per 10 s
+    # 4 distinct traversals in 3 s
     ("http.traversal_probing", every(4, 1, lambda i, t: http(t, f"/../{i}", 400, ("http.path_traversal",))), 1),
+    # 3: full, not over
     ("http.traversal_probing", every(3, 1, lambda i, t: http(t, f"/../{i}", 400, ("http.path_traversal",))), 0),
     # -- http.sqli_probing / http.xss_probing: payloads in the query, so the path repeats
     ("http.sqli_probing", every(11, 0.05, lambda i, t: http(t, "/item", 200, ("http.sqli",))), 1),  # sqlmap pace
     ("http.sqli_probing", every(11, 2, lambda i, t: http(t, "/item", 200, ("http.sqli",))), 0),  # one per 2 s
+    # 6 payloads in half a second
     ("http.xss_probing", every(6, 0.1, lambda i, t: http(t, "/search", 200, ("http.xss",))), 1),
+    # 5: full, not over
     ("http.xss_probing", every(5, 0.1, lambda i, t: http(t, "/search", 200, ("http.xss",))), 0),
     # -- http.admin_probing: more than 2 distinct admin paths answered 403/404
+    # 3 distinct admin paths in 4 s
     ("http.admin_probing", every(3, 2, lambda i, t: http(t, f"/admin{i}.php", 404, ("http.admin_probe",))), 1),
+    # 2: full, not over
     ("http.admin_probing", every(2, 2, lambda i, t: http(t, f"/admin{i}.php", 404, ("http.admin_probe",))), 0),
     # -- http.backdoor_probing: a second distinct web-shell name within seconds
+    # two web-shell names in a second
     ("http.backdoor_probing", every(2, 1, lambda i, t: http(t, f"/c{i}99.php", 404, ("http.webshell",))), 1),
+    # one: the per-record event says it, no burst
     ("http.backdoor_probing", every(1, 1, lambda i, t: http(t, "/c99.php", 404, ("http.webshell",))), 0),
     # -- http.bad_user_agent: a second request within about a minute (capacity 1, leak 60 s)
     ("http.bad_user_agent", every(2, 30, lambda i, t: http(t, "/", 200, ("http.scanner_ua",))), 1),  # Nikto
     ("http.bad_user_agent", every(2, 30, lambda i, t: http(t, "/", 200, ("http.bad_bot_ua",))), 1),  # bad bot
     ("http.bad_user_agent", every(3, 180, lambda i, t: http(t, "/", 200, ("http.bad_bot_ua",))), 0),  # polite
     # -- http.login_bruteforce: more than 5 failed logins, 1 leaking per 10 s
+    # 6 refused logins in 5 s
     ("http.login_bruteforce", every(6, 1, lambda i, t: http(t, "/login", 401, ("http.auth_failure",), "POST")), 1),
+    # 5: full, not over
     ("http.login_bruteforce", every(5, 1, lambda i, t: http(t, "/login", 401, ("http.auth_failure",), "POST")), 0),
     ("http.login_bruteforce", every(6, 1, lambda i, t: http(t, "/login", 200, (), "POST")), 0),  # logins that work
-    # -- http.flood: more than 300 requests in about 10 s
+    # -- http.flood: a burst of more than 300 requests, or more than 30 a second kept up
     ("http.flood", every(301, 0.0, lambda i, t: http(t, "/")), 1),  # 301 requests in one second
     ("http.flood", every(700, 10 / 700, lambda i, t: http(t, "/")), 1),  # 700 requests in 10 s
     ("http.flood", every(400, 0.1, lambda i, t: http(t, "/")), 0),  # 10 requests a second for 40 s
@@ -498,7 +526,7 @@ def test_policy_file_loads_the_detection_defaults() -> None:
 
 
 # (model, fields, fragment of the error message). One comment per row says what it rejects.
-CONFIG_ERRORS: list[tuple[type, dict[str, Any], str]] = [
+CONFIG_ERRORS: list[tuple[type[BaseModel], dict[str, Any], str]] = [
     (MatchSpec, {"signals_any": ["http.sqlinjection"]}, "unknown signal rule id(s) http.sqlinjection; valid: "),
     (MatchSpec, {"kinds": ["smtp"]}, "unknown kind(s) smtp; valid: http, ssh"),
     (MatchSpec, {"ssh_outcomes": ["failure"]}, "unknown ssh outcome(s) failure; valid: failed"),
@@ -520,7 +548,7 @@ CONFIG_ERRORS: list[tuple[type, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("model", "fields", "message"), CONFIG_ERRORS)
 def test_invalid_settings_are_rejected_with_a_message_naming_them(
-    model: type, fields: dict[str, Any], message: str
+    model: type[BaseModel], fields: dict[str, Any], message: str
 ) -> None:
     """Configuration errors stop start-up, and the message names the bad value and the valid ones."""
     base: dict[str, Any] = {}
