@@ -273,3 +273,15 @@ def test_key_material_never_appears_in_logs_or_outputs(run: dict[str, Any]) -> N
     for secret in secrets:
         assert secret not in blob
         assert secret[:16] not in blob
+
+
+def test_stateful_alerts_reach_the_abuse_topic_with_their_context(run: dict[str, Any]) -> None:
+    alerts = [orjson.loads(v) for _, v in run["outputs"]["abuse"] if b'"kind":"alert"' in v]
+    assert alerts, "the OpenSSH log (or the generator's brute-force source) must raise alerts"
+    assert len(alerts) == run["counts"]["abuse_alerts"]
+    for alert in alerts:
+        for field in ("rule", "category", "severity", "subject", "time", "first_seen", "last_seen", "count"):
+            assert field in alert, field
+        assert alert["first_seen"] <= alert["last_seen"]
+        assert alert["evidence"]
+        assert "prefix" in alert["source"] or alert["source"].get("scope") == "hostname"

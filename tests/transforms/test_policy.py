@@ -74,3 +74,23 @@ def test_invalid_policy_names_the_problem(mutate: Any, named: str) -> None:
 def test_missing_policy_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_policy(tmp_path / "nope.toml")
+
+
+def test_shipped_detection_thresholds_are_the_documented_defaults() -> None:
+    """The policy file lists every threshold; it must say what the code would do without it."""
+    from transforms.detect import DEFAULT_RULES, DetectionParams
+
+    detection = load_policy().detection
+    assert tuple(detection.rules) == tuple(DEFAULT_RULES)
+    assert detection == DetectionParams()
+
+
+def _mutate_unknown_detection_signal(doc: dict[str, Any]) -> None:
+    doc["detection"]["rules"][0]["match"]["signals_any"] = ["ssh.nope"]
+
+
+def test_unknown_signal_in_a_detection_rule_is_named() -> None:
+    doc = _default()
+    _mutate_unknown_detection_signal(doc)
+    with pytest.raises(ConfigError, match="ssh.nope"):
+        validate_policy(doc, "test.toml")

@@ -1,0 +1,243 @@
+"""Goals, and the three result files: ``latest.json``, ``throughput.md``, ``throughput.png``.
+
+``latest.json`` is ``{"machine": {...}, "systems": [{"system", "events_per_s", "cpu_s_per_million",
+"peak_rss_mb", "p50_ms_at_50pct", "p99_ms_at_50pct", ...extra}, ...], ...extra}``. A value that could not be
+measured (``limit`` has no Kafka latency, a failed system) is ``null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REQUIRED = ("system", "events_per_s", "cpu_s_per_million", "peak_rss_mb", "p50_ms_at_50pct", "p99_ms_at_50pct")
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    value: Callable[[dict[str, dict[str, Any]], dict[str, Any] | None], float | None]
+    ok: Callable[[float], bool]
+
+
+def _ratio(a: str, b: str) -> Callable[[dict[str, dict[str, Any]], dict[str, Any] | None], float | None]:
+    def value(rows: dict[str, dict[str, Any]], _: dict[str, Any] | None) -> float | None:
+        top, bottom = rows.get(a, {}).get("events_per_s"), rows.get(b, {}).get("events_per_s")
+        return round(top / bottom, 3) if top and bottom else None
+
+    return value
+
+
+GOALS = (
+    Goal("product/limit throughput", ">= 0.25", _ratio("product", "limit"), lambda v: v >= 0.25),
+    Goal("product/aiokafka throughput", ">= 0.5", _ratio("product", "aiokafka"), lambda v: v >= 0.5),
+    Goal("product/quixstreams throughput", ">= 1", _ratio("product", "quixstreams"), lambda v: v >= 1.0),
+    Goal("product/faust-naive throughput", ">= 3", _ratio("product", "faust-naive"), lambda v: v >= 3.0),
+    Goal(
+        "product p99 latency at 50% of its max (ms)",
+        "< 100",
+        lambda rows, _: rows.get("product", {}).get("p99_ms_at_50pct"),
+        lambda v: v < 100,
+    ),
+    Goal("product peak RSS (MB)", "< 300", lambda rows, _: rows.get("product", {}).get("peak_rss_mb"), lambda v: v < 300),
+    Goal(
+        "product 2 processes / 1 process (4 partitions)",
+        ">= 1.6",
+        lambda _, scaling: (scaling or {}).get("ratio"),
+        lambda v: v >= 1.6,
+    ),
+)
+
+
+def evaluate_goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = {row["system"]: row for row in doc["systems"]}
+    out = []
+    for goal in GOALS:
+        value = goal.value(rows, doc.get("product_scaling"))
+        out.append({"goal": goal.name, "target": goal.target, "value": value, "pass": None if value is None else goal.ok(value)})
+    return out
+
+
+def ratios(doc: dict[str, Any]) -> dict[str, float | None]:
+    rows = {row["system"]: row for row in doc["systems"]}
+    return {f"product/{name}": _ratio("product", name)(rows, None) for name in rows if name != "product"}
+
+
+def check_document(doc: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``doc`` has the promised shape (used by the harness's test too)."""
+    if not isinstance(doc.get("machine"), dict) or not isinstance(doc.get("systems"), list):
+        raise ValueError("document needs a 'machine' object and a 'systems' list")
+    for row in doc["systems"]:
+        missing = [key for key in REQUIRED if key not in row]
+        if missing:
+            raise ValueError(f"system row {row.get('system')!r} lacks {missing}")
+        if row["system"] not in ("limit", "aiokafka", "quixstreams", "faust-naive", "product"):
+            raise ValueError(f"unknown system {row['system']!r}")
+        for key in REQUIRED[1:]:
+            value = row[key]
+            if value is not None and not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(f"{row['system']}.{key} must be a number >= 0 or null, got {value!r}")
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    machine = doc["machine"]
+    config = doc["config"]
+    lines = [
+        "# Streaming throughput: the product's worker against plain clients and other frameworks",
+        "",
+        f"`{doc['command']}` — {doc['generated']}, {doc['duration_s']} s. Machine: {machine['cpu']}, "
+        f"{machine['cores']} cores, {machine['memory_gb']} GB, Python {machine['python']}; load average "
+        f"{machine['load_avg_start']} at start, {machine.get('load_avg_end')} at end; commit "
+        f"`{(machine.get('commit') or '?')[:10]}`{' (uncommitted changes)' if machine.get('worktree_dirty') else ''}.",
+        "",
+        f"Input: {config['events']:,} records ({config['input']['generated']:,} from `pipeline.traffic.generate` at "
+        f"its default mix, {config['input']['real_lines']:,} real log lines), the same for every system; "
+        f"{config['partitions']} partitions; one broker ({machine['broker']['version'] or 'Kafka'}). "
+        f"Geo: {config['geo']['city_db'] or 'no city DB'} + {config['geo']['asn_db'] or 'no ASN DB'}.",
+        "",
+        "| system | events/s | CPU s / M events | peak RSS MB | broker CPU share | p50 / p99 ms @25% | "
+        "p50 / p99 ms @50% | p50 / p99 ms @75% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in doc["systems"]:
+        if row.get("error"):
+            lines.append(f"| {row['system']} | failed: {row['error'][:80]} | | | | | | |")
+            continue
+        share = row.get("broker_cpu_share")
+        cells = [
+            row["system"],
+            _fmt(row["events_per_s"]),
+            _fmt(row["cpu_s_per_million"], 1),
+            _fmt(row["peak_rss_mb"]),
+            "–" if share is None else f"{share:.0%}",
+        ]
+        for pct in (25, 50, 75):
+            p50, p99 = row.get(f"p50_ms_at_{pct}pct"), row.get(f"p99_ms_at_{pct}pct")
+            cells.append("–" if p50 is None else f"{_fmt(p50, 1)} / {_fmt(p99, 1)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    scaling = doc.get("product_scaling")
+    if scaling and "ratio" in scaling:
+        two = scaling["two_process"]
+        lines += [
+            "",
+            f"**product, 2 worker processes** on the same {scaling['partitions']}-partition input: "
+            f"{_fmt(scaling['two_process_events_per_s'])} events/s vs {_fmt(scaling['one_process_events_per_s'])} "
+            f"with one (×{_fmt(scaling['ratio'], 2)}), {_fmt(two['cpu_s_per_million'], 1)} CPU s/M, peak RSS per "
+            f"process {two['peak_rss_mb_per_process']} MB, broker CPU share "
+            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%.",
+        ]
+    limit = next((r for r in doc["systems"] if r["system"] == "limit" and r.get("with_detector")), None)
+    if limit:
+        wd = limit["with_detector"]
+        lines += [
+            "",
+            f"`limit` with the product's stateful detector added (observations serialized, detector run): "
+            f"{_fmt(wd['events_per_s'])} events/s, {_fmt(wd['cpu_s_per_million'], 1)} CPU s/M.",
+        ]
+    lines += ["", "## Goals (from this run)", "", "| goal | target | value | result |", "|---|---|---:|---|"]
+    for goal in doc["goals"]:
+        result = "n/a" if goal["pass"] is None else ("PASS" if goal["pass"] else "FAIL")
+        lines.append(f"| {goal['goal']} | {goal['target']} | {_fmt(goal['value'], 2)} | {result} |")
+    lines += [
+        "",
+        "## Method",
+        "",
+        "* **events/s**: N records from a pre-filled input topic (each system its own consumer group), N divided by "
+        "the time between the first and the last output record's broker append time (output topics are "
+        "`LogAppendTime`); start-up and group join are outside the window. `limit` is one timed pass in memory.",
+        "* **CPU s / M events**: user + system CPU of the system's process(es) inside that window (psutil, sampled "
+        "every 0.1 s), per million input records. **broker CPU share**: the broker JVM's CPU over the same window, "
+        "as a share of broker + system.",
+        "* **peak RSS**: the kernel's `VmHWM` of the process (largest process for 2 workers), over the throughput "
+        "and latency runs.",
+        "* **latency**: a fresh process on a fresh input topic, warmed up until its first output; a paced producer "
+        "(5 ms linger, counted in the latency) sends at 25/50/75 % of the rate that system reached above, "
+        f"{config['latency_seconds_per_rate']} s each (first second left out); the probe takes receive time "
+        "minus produce time for each analytics record (the produce time travels in the record's response-size "
+        "field, which the policy copies to `http.bytes`).",
+        "* Every system runs the same `RecordProcessor` and the same routing and serialization; only `product` also "
+        "runs the stateful detector (observations through a repartition topic, detector state in `memory://`).",
+        "* `aiokafka`, `quixstreams` and `product` produce with lz4 and 5 ms linger; `faust-naive` uses faust's "
+        "defaults. All are at-least-once (commit after produce).",
+    ]
+    for note in doc.get("notes", []):
+        lines.append(f"* Note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict[str, Any], path: Path) -> bool:
+    """Write the PNG; returns False (and writes nothing) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in doc["systems"] if r.get("events_per_s") is not None]
+    names = [r["system"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    colors = ["#888888" if n == "limit" else "#d62728" if n == "product" else "#1f77b4" for n in names]
+    ax = axes[0]
+    bars = ax.bar(names, [r["events_per_s"] for r in rows], color=colors)
+    ax.bar_label(bars, fmt="{:,.0f}", fontsize=8)
+    ax.set_title("sustained throughput (events/s)")
+    ax = axes[1]
+    system_cpu = [r["cpu_s_per_million"] or 0 for r in rows]
+    broker_cpu = [r.get("broker_cpu_s_per_million") or 0 for r in rows]
+    ax.bar(names, system_cpu, color=colors, label="system")
+    ax.bar(names, broker_cpu, bottom=system_cpu, color="#bbbbbb", label="broker")
+    ax.set_title("CPU seconds per million events")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    kafka_rows = [r for r in rows if r.get("p50_ms_at_50pct") is not None]
+    width = 0.8 / max(1, len(kafka_rows))
+    for i, row in enumerate(kafka_rows):
+        xs = [p + (i - (len(kafka_rows) - 1) / 2) * width for p in range(3)]
+        p99 = [row.get(f"p99_ms_at_{pct}pct") or 0 for pct in (25, 50, 75)]
+        p50 = [row.get(f"p50_ms_at_{pct}pct") or 0 for pct in (25, 50, 75)]
+        ax.bar(xs, p99, width, alpha=0.45, color=f"C{i}")
+        ax.bar(xs, p50, width, color=f"C{i}", label=row["system"])
+    ax.set_xticks(range(3), ["25% of max", "50% of max", "75% of max"])
+    ax.set_yscale("log")
+    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.set_title("end-to-end latency ms (solid p50, light p99)")
+    ax.legend(fontsize=8)
+    for ax in axes[:2]:
+        ax.tick_params(axis="x", labelrotation=20)
+    machine = doc["machine"]
+    fig.suptitle(
+        f"{doc['config']['events']:,} events, {doc['config']['partitions']} partitions, {machine['cores']} cores, "
+        f"load {machine['load_avg_start']}, {doc['generated']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_results(doc: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "latest.json", "md": out / "throughput.md"}
+    paths["json"].write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    paths["md"].write_text(markdown(doc))
+    png = out / "throughput.png"
+    if plot(doc, png):
+        paths["png"] = png
+    return paths
