@@ -16,10 +16,9 @@ import orjson
 from aiohttp import web
 
 from pipeline.metrics import RouteCounters
+from pipeline.routing import Output, Source, outcome_messages
 from pipeline.runtime import Runtime
 from transforms.model import Observation
-from transforms.process import Route
-from transforms.quarantine import quarantine_record
 
 log = logging.getLogger("pseudonymizer")
 
@@ -56,6 +55,13 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         retention=settings.observation_retention_days * 86_400,
     )
     detector = runtime.detector
+    detecting = detector is not None
+    topics = {
+        Output.ANALYTICS: analytics,
+        Output.ABUSE: abuse,
+        Output.QUARANTINE: quarantine,
+        Output.OBSERVATIONS: observations,
+    }
     process = runtime.processor
     sealer = runtime.sealer
     dumps = orjson.dumps
@@ -66,28 +72,12 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             message = event.message
             payload = message.value if isinstance(message.value, bytes | bytearray) else bytes(message.value or b"")
             ingest = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else datetime.now(UTC)
-            outcome = process(bytes(payload), ingest)
+            raw_bytes = bytes(payload)
+            outcome = process(raw_bytes, ingest)
             counters.count(outcome)
-            for record in outcome.analytics:
-                await analytics.send(value=dumps(record))
-            for record in outcome.abuse:
-                # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
-                await abuse.send(key=record["subject"].encode(), value=dumps(record))
-            if detector is not None:
-                for observation in outcome.observations:
-                    await observations.send(key=observation.subject.encode(), value=dumps(observation.to_json_dict()))
-            if outcome.route is Route.QUARANTINE:
-                envelope = quarantine_record(
-                    reason=outcome.reason or "unknown",
-                    field=outcome.field,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    ingest_time=ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    payload=bytes(payload),
-                    sealer=sealer,
-                )
-                await quarantine.send(value=dumps(envelope))
+            source = Source(message.topic, message.partition, message.offset, ingest)
+            for output, key, value in outcome_messages(outcome, raw_bytes, source, sealer, observations=detecting):
+                await topics[output].send(key=key, value=value)
 
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or

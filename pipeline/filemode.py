@@ -17,9 +17,8 @@ from typing import Any, BinaryIO
 import orjson
 
 from pipeline.metrics import RouteCounters
+from pipeline.routing import Output, Source, outcome_messages
 from pipeline.runtime import Runtime
-from transforms.process import Route
-from transforms.quarantine import quarantine_record
 
 
 def _lines(handle: BinaryIO) -> Iterator[bytes]:
@@ -45,7 +44,6 @@ def process_files(
 ) -> dict[str, object]:
     """Run the pipeline over the inputs; returns the summary also written to ``summary.json``."""
     ingest = ingest_time or datetime.now(UTC)
-    ingest_text = ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     out_dir.mkdir(parents=True, exist_ok=True)
     counters = RouteCounters()
     process, sealer, dumps, detector = runtime.processor, runtime.sealer, orjson.dumps, runtime.detector
@@ -56,15 +54,15 @@ def process_files(
         open(out_dir / "abuse.jsonl", "wb") as abuse,
         open(out_dir / "quarantine.jsonl", "wb") as quarantine,
     ):
-        for source, number, line in iter_inputs(inputs):
+        files = {Output.ANALYTICS: analytics, Output.ABUSE: abuse, Output.QUARANTINE: quarantine}
+        for name, number, line in iter_inputs(inputs):
             if not line:
                 continue  # a blank line in a file is layout, not a record (a blank Kafka message is one)
             outcome = process(line, ingest)
             counters.count(outcome)
-            for record in outcome.analytics:
-                analytics.write(dumps(record) + b"\n")
-            for record in outcome.abuse:
-                abuse.write(dumps(record) + b"\n")
+            source = Source(name, 0, number, ingest)
+            for output, _, value in outcome_messages(outcome, line, source, sealer, observations=False):
+                files[output].write(value + b"\n")
             if detector is not None:
                 for observation in outcome.observations:
                     state, alerts = detector(states.get(observation.subject), observation)
@@ -75,18 +73,6 @@ def process_files(
                     counters.alerts += len(alerts)
                     for alert in alerts:
                         abuse.write(dumps(alert) + b"\n")
-            if outcome.route is Route.QUARANTINE:
-                envelope = quarantine_record(
-                    reason=outcome.reason or "unknown",
-                    field=outcome.field,
-                    topic=source,
-                    partition=0,
-                    offset=number,
-                    ingest_time=ingest_text,
-                    payload=line,
-                    sealer=sealer,
-                )
-                quarantine.write(dumps(envelope) + b"\n")
     summary = counters.summary()
     (out_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return summary
