@@ -7,12 +7,18 @@ record:
 * a JSON object: ECS / Filebeat fields (nested or dotted keys) -> ``ecs_json``; flat fields named
   by ``field_map`` (Vector, Fluent Bit, nginx ``log_format ... escape=json``) -> ``flat_json``; or a
   wrapper carrying a raw line in ``message`` / ``log`` / ``msg`` -> ``json+<inner format>``;
-* an Apache / nginx combined or common access-log line -> ``apache_combined`` / ``apache_common``;
-* an sshd syslog line (RFC 3164, RFC 5424, ISO-stamped, old ``sshd(pam_unix)``) -> ``sshd_syslog``.
+* an Apache / nginx combined or common access-log line -> ``apache_combined`` / ``apache_common``,
+  optionally after a virtual host (``vhost:port`` or a bare host name); Apache / nginx escapes in the
+  request line, referrer and user agent are undone;
+* an Apache (2.2, 2.4) or nginx error-log line that names a client -> ``apache_error`` / ``nginx_error``:
+  an HTTP event without a status, whose ``extra["error_log"]`` is a fixed code (:data:`ERROR_LOG_EVENTS`);
+* an sshd syslog line (RFC 3164, RFC 5424, ISO-stamped, old ``sshd(pam_unix)``) -> ``sshd_syslog``;
+* a web server's syslog line (nginx, apache2, httpd, haproxy, ... see
+  :data:`~transforms.syslog.WEB_PROGRAMS`) carrying one of the web lines above -> ``syslog+<format>``.
 
-A recognized record that names no client (another program's syslog line, ``Server listening``)
-gives ``[]``; anything that cannot be read raises :class:`~transforms.errors.RecordError` whose
-reason and field name never quote the input.
+A recognized record that names no client (another program's syslog line, ``Server listening``, an
+Apache notice) gives ``[]``; anything that cannot be read raises :class:`~transforms.errors.RecordError`
+whose reason and field name never quote the input.
 
 Known answers (ingest time 2015-05-18 00:00 UTC):
 
@@ -28,6 +34,13 @@ Known answers (ingest time 2015-05-18 00:00 UTC):
 ['failed', 'failed']
 >>> parse(b"Dec 10 06:55:48 LabSZ sshd[24200]: Received signal 15; terminating.", ingest)
 []
+>>> event = parse(b"May 17 10:05:03 web nginx[2869]: " + line, ingest)[0]
+>>> event.source_ip, event.url, event.format
+('83.149.9.216', '/a?b', 'syslog+apache_combined')
+>>> event = parse(b"[Sun May 17 10:05:03.120 2015] [auth_basic:error] [pid 7] [client 192.0.2.5:4711] "
+...               b"AH01618: user bob not found: /admin", ingest)[0]
+>>> event.source_ip, event.user, event.url, event.status, event.extra
+('192.0.2.5', 'bob', '/admin', None, {'error_log': 'auth_user_not_found'})
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -45,10 +58,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transforms.errors import Reason, RecordError
 from transforms.model import Event, EventKind
 from transforms.signals import SSH_EVENT_KEY
-from transforms.syslog import SSHD_PROGRAMS, SshHit, SyslogLine, looks_like_ip, program_name, read_sshd, split_syslog
-from transforms.timestamps import infer_syslog_year, parse_apache_time, parse_epoch, parse_iso_time, parse_time_text
+from transforms.syslog import (
+    SSHD_PROGRAMS,
+    WEB_PROGRAMS,
+    SshHit,
+    SyslogLine,
+    is_web_program,
+    looks_like_ip,
+    program_name,
+    read_sshd,
+    split_syslog,
+)
+from transforms.timestamps import (
+    infer_syslog_year,
+    parse_apache_error_time,
+    parse_apache_time,
+    parse_epoch,
+    parse_iso_time,
+    parse_nginx_error_time,
+    parse_time_text,
+)
 
-__all__ = ["DEFAULT_FIELD_MAP", "FIELD_MAP_KEYS", "ParseParams", "build_parser", "clean_ip"]
+__all__ = [
+    "DEFAULT_FIELD_MAP",
+    "ERROR_LOG_EVENTS",
+    "ERROR_LOG_KEY",
+    "FIELD_MAP_KEYS",
+    "ParseParams",
+    "build_parser",
+    "clean_ip",
+    "unescape_log_field",
+]
 
 # Keys of ``field_map``: the Event fields a flat JSON record can fill, plus "request" (a whole request
 # line such as nginx "$request") and "forwarded_for" (X-Forwarded-For).
@@ -153,6 +193,9 @@ class ParseParams(BaseModel):
     max_event_age_days: int = Field(default=3650, gt=0)
     # "message repeated N times" expands to at most this many events (N is attacker-influenced input)
     max_repeat_events: int = Field(default=1000, ge=1)
+    # syslog program tags whose messages are read as access / error lines; "nginx" also covers "nginx-access",
+    # "nginx_error", "nginx/site1". Add a deployment's own tags ("docker/web-1") here.
+    web_programs: list[str] = Field(default_factory=lambda: sorted(WEB_PROGRAMS))
 
     @field_validator("field_map")
     @classmethod
@@ -167,6 +210,14 @@ class ParseParams(BaseModel):
         merged = {name: list(paths) for name, paths in DEFAULT_FIELD_MAP.items()}
         merged.update({name: list(paths) for name, paths in value.items()})
         return merged
+
+    @field_validator("web_programs")
+    @classmethod
+    def _check_programs(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or any(char.isspace() or char in "[]():" for char in name):
+                raise ValueError(f"{name!r} is not a syslog program tag such as nginx or httpd/site1")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -190,6 +241,33 @@ def build_parser(params: ParseParams) -> Callable[[bytes, datetime], list[Event]
     return _Parser(params)
 
 
+def unescape_log_field(text: str) -> str:
+    r"""Undo the escaping Apache (mod_log_config) and nginx apply to logged request lines and headers.
+
+    ``\"`` ``\\`` ``\n`` ``\r`` ``\t`` ``\b`` ``\v`` and ``\xhh`` become the characters they stand for; escaped
+    bytes are read as UTF-8 (Apache escapes each byte of a multi-byte character), and a byte that is no
+    part of valid UTF-8 stays written as ``\xhh``. Other backslashes are kept. A field without a backslash
+    is returned as it is.
+
+    >>> unescape_log_field(r'Mozilla \"evil\" \xc3\xa9 \\x41 \xff')
+    'Mozilla "evil" é \\x41 \\xff'
+    """
+    if "\\" not in text:
+        return text
+    out = bytearray()
+    position = 0
+    for match in _LOG_ESCAPE.finditer(text):
+        out += text[position : match.start()].encode()
+        code = match[1]
+        if len(code) == 3:
+            out.append(int(code[1:], 16))
+        else:
+            out += _LOG_ESCAPES[code]
+        position = match.end()
+    out += text[position:].encode()
+    return out.decode("utf-8", "backslashreplace")
+
+
 def clean_ip(text: str) -> str:
     """Strip whitespace, ``[v6]`` brackets and an IPv4 ``:port``; no validation (the pipeline does that).
 
@@ -211,19 +289,141 @@ _ABSENT: Final[Any] = object()
 
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # Apache escapes '"' and '\' inside quoted fields
 _ACCESS_LINE = re.compile(
-    r"(?:\S+:\d+ )?"  # vhost:port (Apache vhost_combined)
-    r"(\S+) \S+ (\S+) "  # client address, identd, user
+    # client address, identd, user; or, when a fourth column comes before the time, virtual host, client
+    # address, identd, user (see _Parser._access_line for when the fourth column is believed)
+    r"(\S+) (\S+) (\S+) (?:([^\s\[]\S*) )?"
     r"\[([^\]]*)\] "  # time
     + _QUOTED  # request line
     + r" (\d{3}|-) (\d+|-)"  # status, bytes
     r"(?: " + _QUOTED + " " + _QUOTED + r")?"  # referrer, user agent (combined)
     r"(?: (.*))?$"  # extra trailing fields: nginx "$http_x_forwarded_for", request time, ...
 )
+# A virtual-host column: "host:port" (Apache vhost_combined, "%v:%p"), or a bare host name ("$host ...").
+_VHOST_PORT = re.compile(r"\S+:\d+")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+# Apache mod_log_config (ap_escape_logitem) writes '"' and '\' as \" and \\, a few controls as \b \n \r \t \v,
+# and every other byte outside printable ASCII as \xhh; nginx writes \xhh for all of them.
+_LOG_ESCAPE = re.compile(r'\\(x[0-9A-Fa-f]{2}|[\\"bnrtv])')
+_LOG_ESCAPES: Final[Mapping[str, bytes]] = {
+    "\\": b"\\",
+    '"': b'"',
+    "b": b"\b",
+    "n": b"\n",
+    "r": b"\r",
+    "t": b"\t",
+    "v": b"\v",
+}
 # RFC 9110 token: what a method may be made of. Scanner junk ("\x16\x03\x01") is not a token.
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _XFF_CHARS = frozenset("0123456789abcdefABCDEF.:[], ")
 _MALFORMED: Final = "malformed"
 _APACHE_CACHE_SIZE = 4096
+
+
+# --- web server error logs -------------------------------------------------------------------------------
+
+# Event.extra key of an error-log event, and its values: a fixed code for what the line reports, never text
+# from the line. The signal detector may map them to rules as it maps the sshd hints (SSH_EVENT_KEY).
+ERROR_LOG_KEY: Final = "error_log"
+AUTH_USER_NOT_FOUND = "auth_user_not_found"  # Basic/Digest auth: no such user (Apache AH01618/AH01790, nginx)
+# Basic/Digest auth: wrong password (AH01617/AH01792, nginx); an event code, not a secret
+AUTH_PASSWORD_MISMATCH = "auth_password_mismatch"  # noqa: S105
+AUTH_FAILED = "auth_failed"  # other auth failures: wrong scheme, bad Digest nonce/realm/algorithm, authz, PAM
+CLIENT_DENIED = "client_denied"  # "client denied by server configuration", nginx "access forbidden by rule"
+INDEX_FORBIDDEN = "index_forbidden"  # a directory listing refused (Options -Indexes, nginx autoindex off)
+FILE_NOT_FOUND = "file_not_found"  # "File does not exist", nginx open() "..." failed (2: No such file ...)
+SCRIPT_NOT_FOUND = "script_not_found"  # CGI "script not found or unable to stat", FastCGI "Primary script unknown"
+INVALID_REQUEST = "invalid_request"  # bad request line / URI / method, URI too long, nginx "client sent invalid"
+RATE_LIMITED = "rate_limited"  # nginx limit_req / limit_conn
+TLS_ERROR = "tls_error"  # TLS handshake failures, SNI / Host mismatches
+WAF = "waf"  # ModSecurity reports (a block or a warning)
+OTHER_ERROR = "other"  # any other message that names a client
+ERROR_LOG_EVENTS: Final = frozenset(
+    {
+        AUTH_USER_NOT_FOUND,
+        AUTH_PASSWORD_MISMATCH,
+        AUTH_FAILED,
+        CLIENT_DENIED,
+        INDEX_FORBIDDEN,
+        FILE_NOT_FOUND,
+        SCRIPT_NOT_FOUND,
+        INVALID_REQUEST,
+        RATE_LIMITED,
+        TLS_ERROR,
+        WAF,
+        OTHER_ERROR,
+    }
+)
+
+# Apache 2.2 "[time] [level] [client IP] MESSAGE" and 2.4's default ErrorLogFormat
+# "[time] [module:level] [pid P:tid T] (errno)Error: [client IP:port] AHnnnnn: MESSAGE"; sent to syslog
+# the time is left out. The client column is Apache's own and comes before the message (which holds client
+# text, and sometimes a second "[client ...]" that mod_security writes): only this position is read.
+_APACHE_ERROR = re.compile(
+    r"(?:\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{1,6})? \d{4})\] )?"
+    r"\[(?:[\w.-]*:)?(?:emerg|alert|crit|error|warn|notice|info|debug|trace[1-8])\](?: |$)"
+    r"(?:\[pid [\w: ]*\] )?"
+    r"(?:\S+\.c\(\d+\): )?"  # source file and line (debug levels)
+    r"(?:\(\d+\)[^\[\]:]*: )?"  # the system error, "(13)Permission denied: "
+    r"(?:\[(?:client|remote) (?P<client>\[[^\]\s]*\](?::\d+)?|[^\]\s]+)\](?: |$))?"
+)
+_AH_CODE = re.compile(r"(?:AH\d{5}: )?(?:Digest: )?")  # Apache 2.4 message id; 2.2 mod_auth_digest prefix
+# nginx "YYYY/MM/DD HH:MM:SS [level] PID#TID: *CONNECTION MESSAGE, client: ..."
+_NGINX_ERROR = re.compile(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[[a-z]+\] \d+#\d+: (?:\*\d+ )?")
+_NGINX_CLIENT = re.compile(r", client: ([^\s,]+), server: ")
+_NGINX_REQUEST = re.compile(r'"(.*?)"(?:, (?:subrequest|upstream|host|referrer): "|$)')
+
+
+class _ErrorMessage(NamedTuple):
+    """One kind of error message: a pattern matched at the message's start, and its code.
+
+    Named groups "user", "url" and "request" (a whole request line) fill those Event fields.
+    """
+
+    pattern: re.Pattern[str]
+    code: str
+
+
+def _messages(*rows: tuple[str, str]) -> tuple[_ErrorMessage, ...]:
+    return tuple(_ErrorMessage(re.compile(pattern), code) for pattern, code in rows)
+
+
+# Apache messages after the "AHnnnnn: " id, first match wins. The fixed text is the server's; user names,
+# URIs and paths are the client's. Basic-auth user names cannot hold ':' (the header splits at it).
+_APACHE_MESSAGES = _messages(
+    (r"user `(?P<user>.*)' in realm `[^']*' not found(?:: (?P<url>.*))?$", AUTH_USER_NOT_FOUND),  # Digest
+    (r"user (?P<user>[^:]*?) not found(?:: (?P<url>.*))?$", AUTH_USER_NOT_FOUND),
+    (r'user (?P<user>[^:]*): authentication failure for "(?P<url>.*)": Password Mismatch', AUTH_PASSWORD_MISMATCH),
+    (r"user (?P<user>[^:]*): password mismatch(?:: (?P<url>.*))?$", AUTH_PASSWORD_MISMATCH),
+    (r'user (?P<user>[^:]*): authorization failure for "(?P<url>.*)":', AUTH_FAILED),
+    (r"Authorization of user (?P<user>.*?) to access (?P<url>\S*) failed", AUTH_FAILED),
+    (r"client used wrong authentication scheme(?:: (?P<url>.*))?$", AUTH_FAILED),
+    (r"invalid nonce .* received - hash is not ", OTHER_ERROR),  # a stale nonce: browsers send them routinely
+    (r"(?:invalid nonce|realm mismatch|unknown algorithm|invalid qop|uri mismatch) ", AUTH_FAILED),
+    (r"client denied by server configuration", CLIENT_DENIED),
+    (r"Directory index forbidden by rule|Cannot serve directory ", INDEX_FORBIDDEN),
+    (r"File does not exist", FILE_NOT_FOUND),
+    (r"(?:script|stderr from \S+:) .*not found or unable to stat|Got error 'Primary script unknown", SCRIPT_NOT_FOUND),
+    (r"Invalid URI in request (?P<request>.*)$", INVALID_REQUEST),
+    (r"invalid URI path \((?P<url>.*)\)$", INVALID_REQUEST),
+    (r"Invalid method in request |request failed: |Invalid protocol |Invalid HTTP method", INVALID_REQUEST),
+    (r"Hostname \S+ provided via SNI|No hostname was provided via SNI|SSL handshake", TLS_ERROR),
+    (r"(?:\[client [^\]]*\] )?ModSecurity: ", WAF),  # mod_security 2 repeats the client before its name
+)
+# nginx messages (between "*N " and ", client: "), first match wins.
+_NGINX_MESSAGES = _messages(
+    (r'user "(?P<user>.*)" was not found in "', AUTH_USER_NOT_FOUND),
+    (r'user "(?P<user>.*)": password mismatch$', AUTH_PASSWORD_MISMATCH),
+    (r"PAM: user '(?P<user>.*)' - not authenticated", AUTH_FAILED),
+    (r'(?:open\(\) )?".*" (?:failed|is not found) \((?:2|20): ', FILE_NOT_FOUND),
+    (r"access forbidden by rule", CLIENT_DENIED),
+    (r'directory index of ".*" is forbidden', INDEX_FORBIDDEN),
+    (r'FastCGI sent in stderr: "Primary script unknown', SCRIPT_NOT_FOUND),
+    (r"limiting (?:requests|connections)|delaying request", RATE_LIMITED),
+    (r"client sent ", INVALID_REQUEST),
+    (r"SSL_\w+\(\) failed", TLS_ERROR),
+    (r"ModSecurity: ", WAF),
+)
 
 
 class _Path:
@@ -348,6 +548,7 @@ class _Parser:
         self._message_paths = tuple(_Path(p) for p in _MESSAGE_PATHS)
         self._program_paths = tuple(_Path(p) for p in _PROGRAM_PATHS)
         self._wrapper_time_paths = tuple(_Path(p) for p in _WRAPPER_TIME_PATHS)
+        self._web_programs = frozenset(name.lower() for name in params.web_programs)
         self._apache_times: dict[str, datetime | None] = {}
 
     def __call__(self, raw: bytes, ingest: datetime) -> list[Event]:
@@ -364,28 +565,51 @@ class _Parser:
             raise RecordError(Reason.EMPTY)
         if text[0] == "{":
             return self._json_record(text, ingest)
-        events = self._line(text, ingest, ingest, "")
+        events = self._line(text, ingest, ingest, "", (ingest, "missing"))
         if events is None:
             raise RecordError(_non_object_reason(text))
         return events
 
     # --- raw lines -------------------------------------------------------------------------------------
 
-    def _line(self, text: str, ingest: datetime, reference: datetime, prefix: str) -> list[Event] | None:
-        """Events of a raw line (``None`` when the line is in no known format); ``reference`` dates syslog."""
+    def _line(
+        self, text: str, ingest: datetime, reference: datetime, prefix: str, fallback: tuple[datetime, str | None]
+    ) -> list[Event] | None:
+        """Events of a raw line (``None`` when the line is in no known format).
+
+        ``reference`` dates year-less syslog stamps; ``fallback`` is the time (and flag) of a line that
+        carries none of its own (an Apache error line inside a JSON wrapper).
+        """
         first = text[0]
-        # an access line starts with an address; a syslog line with "<PRI>", a month name or an ISO date
+        # an access line starts with an address (or a virtual host); a syslog line with "<PRI>", a month
+        # name or an ISO date; an Apache error line with "[", an nginx one with "YYYY/MM/DD"
         if first == "<" or first.isalpha() or (len(text) > 4 and text[4] == "-"):
             syslog = split_syslog(text)
             if syslog is not None:
                 return self._syslog_events(syslog, ingest, reference, prefix)
+        elif first == "[":
+            events = self._apache_error(text, ingest, fallback, prefix)
+            if events is not None:
+                return events
+        elif len(text) > 20 and text[4] == "/" and first.isdigit():
+            events = self._nginx_error(text, ingest, prefix)
+            if events is not None:
+                return events
         return self._access_line(text, ingest, prefix)
 
     def _access_line(self, text: str, ingest: datetime, prefix: str) -> list[Event] | None:
         match = _ACCESS_LINE.match(text)
         if match is None:
             return None
-        peer, user, time_text, request, status, size, referrer, agent, tail = match.groups()
+        first, second, third, fourth, time_text, request, status, size, referrer, agent, tail = match.groups()
+        if fourth is None:
+            peer, user = first, third
+        elif _is_virtual_host(first, second, third):
+            peer, user = second, fourth
+        else:
+            # four columns that are not "vhost client - user": a user name with a blank, or a custom format.
+            # Reading another column as the client could let client-sent text choose the address.
+            return None
         source = clean_ip(peer)
         if not source or source == "-":
             raise RecordError(Reason.MISSING_IP, "source_ip")
@@ -400,6 +624,14 @@ class _Parser:
                 self._apache_times.clear()
             self._apache_times[time_text] = stamp
         time, time_flag = self._settle(stamp, ingest, "unparseable")
+        # Undo the logger's escaping only now, once the fields are split (an unescaped '"' must not end a field),
+        # and only where there is a backslash: the test inline, as this is the per-line path.
+        if "\\" in request:
+            request = unescape_log_field(request)
+        if referrer is not None and "\\" in referrer:
+            referrer = unescape_log_field(referrer)
+        if agent is not None and "\\" in agent:
+            agent = unescape_log_field(agent)
         parts = _split_request(request)
         if parts is None:
             method = url = version = None
@@ -426,21 +658,144 @@ class _Parser:
         ]
 
     def _syslog_events(self, line: SyslogLine, ingest: datetime, reference: datetime, prefix: str) -> list[Event]:
-        if line.program not in SSHD_PROGRAMS:
-            return []  # recognized, but not a program we read: filtered by policy
-        found = read_sshd(line.message)
-        if found is None:
-            return []
+        program = line.program
+        if program in SSHD_PROGRAMS:
+            found = read_sshd(line.message)
+            if found is None:
+                return []
+            time, time_flag = self._syslog_time(line, ingest, reference)
+            return self._ssh_events(found, time, time_flag, prefix + "sshd_syslog")
+        if is_web_program(program, self._web_programs):
+            return self._web_message(line, ingest, reference, prefix + "syslog+")
+        return []  # recognized, but not a program we read: filtered by policy
+
+    def _syslog_time(self, line: SyslogLine, ingest: datetime, reference: datetime) -> tuple[datetime, str | None]:
         stamp = line.stamp
-        time: datetime
-        time_flag: str | None
         if stamp is None:
-            time, time_flag = ingest, "missing"
-        elif isinstance(stamp, str):
-            time, time_flag = self._settle(parse_iso_time(stamp), ingest, "unparseable")
+            return ingest, "missing"
+        if isinstance(stamp, str):
+            return self._settle(parse_iso_time(stamp), ingest, "unparseable")
+        return self._settle(infer_syslog_year(stamp, reference, self._skew_s), ingest, "unparseable")
+
+    def _web_message(self, line: SyslogLine, ingest: datetime, reference: datetime, prefix: str) -> list[Event]:
+        """A web server's syslog message: an access line or an error line, each read as it would be from a file.
+
+        Either carries its own full time (with the year, and a zone for access lines), which wins over the
+        syslog stamp; an Apache error line sent to syslog has none and takes the syslog stamp's.
+        """
+        message = line.message.strip()
+        if not message:
+            return []
+        events: list[Event] | None = None
+        first = message[0]
+        if first == "[":
+            events = self._apache_error(message, ingest, self._syslog_time(line, ingest, reference), prefix)
+        elif len(message) > 20 and message[4] == "/" and first.isdigit():
+            events = self._nginx_error(message, ingest, prefix)
+        if events is None:
+            events = self._access_line(message, ingest, prefix)
+        return [] if events is None else events  # startup notices and the like: no client event
+
+    def _apache_error(
+        self, text: str, ingest: datetime, fallback: tuple[datetime, str | None], prefix: str
+    ) -> list[Event] | None:
+        """An Apache error-log line (``None`` if it is not one; ``[]`` if it names no client)."""
+        match = _APACHE_ERROR.match(text)
+        if match is None:
+            return None
+        client = match["client"]
+        if client is None:
+            return []  # a server-level message ("caught SIGTERM", mod_jk notices): no client
+        source = clean_ip(client)
+        if not looks_like_ip(source):
+            return []
+        stamp = match["time"]
+        if stamp is None:
+            time, time_flag = fallback
         else:
-            time, time_flag = self._settle(infer_syslog_year(stamp, reference, self._skew_s), ingest, "unparseable")
-        return self._ssh_events(found, time, time_flag, prefix + "sshd_syslog")
+            time, time_flag = self._settle(parse_apache_error_time(stamp), ingest, "unparseable")
+        message = text[match.end() :]
+        referrer = None
+        cut = message.rfind(", referer: ")  # Apache appends the Referer header last
+        if cut >= 0:
+            referrer = unescape_log_field(message[cut + 11 :]) or None
+            message = message[:cut]
+        message_id = _AH_CODE.match(message)  # "AH01618: ": the fixed text of the message follows
+        if message_id is not None:
+            message = message[message_id.end() :]
+        code, fields = _classify_error(_APACHE_MESSAGES, message)
+        return [self._error_event(source, time, time_flag, code, fields, referrer, prefix + "apache_error", True)]
+
+    def _nginx_error(self, text: str, ingest: datetime, prefix: str) -> list[Event] | None:
+        """An nginx error-log line (``None`` if it is not one; ``[]`` if it names no client, or two)."""
+        match = _NGINX_ERROR.match(text)
+        if match is None:
+            return None
+        # nginx appends ", client: ADDRESS, server: NAME[, request: "..."][, host: "..."][, referrer: "..."]"
+        # after the message. The message before it (a user name, a decoded path) and the request, host and
+        # referrer after it are all client text, unescaped, so a client can write a second ", client: X,
+        # server: " on either side and position cannot tell which one nginx wrote. A line naming two different
+        # addresses is dropped rather than pinned on either: the same request is still in the access log.
+        markers = list(_NGINX_CLIENT.finditer(text, match.end()))
+        if not markers or any(marker[1] != markers[0][1] for marker in markers[1:]):
+            return []
+        marker = markers[0]
+        source = clean_ip(marker[1])
+        if not looks_like_ip(source):
+            return []  # "client: unix:", or no address at all
+        time, time_flag = self._settle(parse_nginx_error_time(match[1]), ingest, "unparseable")
+        tail = text[marker.end() :]
+        fields: dict[str, str] = {}
+        # the first ', request: "' is nginx's own: only the server name (configuration) comes before it
+        start = tail.find(', request: "')
+        request = None if start < 0 else _NGINX_REQUEST.match(tail, start + 11)
+        if request is not None:
+            fields["request"] = request[1]
+        referrer = None
+        cut = tail.rfind(', referrer: "')
+        if cut >= 0 and tail.endswith('"'):
+            referrer = tail[cut + 13 : -1] or None
+        code, found = _classify_error(_NGINX_MESSAGES, text[match.end() : marker.start()])
+        fields.update(found)
+        return [self._error_event(source, time, time_flag, code, fields, referrer, prefix + "nginx_error", False)]
+
+    @staticmethod
+    def _error_event(
+        source: str,
+        time: datetime,
+        time_flag: str | None,
+        code: str,
+        fields: Mapping[str, str],
+        referrer: str | None,
+        fmt: str,
+        escaped: bool,
+    ) -> Event:
+        """The HTTP event of an error-log line: no status (the line does not say), the error's fixed code."""
+        extra = {ERROR_LOG_KEY: code}
+        method = url = version = None
+        request = fields.get("request")
+        url = fields.get("url")
+        if request is not None:
+            parts = _split_request(unescape_log_field(request) if escaped else request)
+            if parts is None:
+                extra["request"] = _MALFORMED
+            else:
+                method, url, version = parts
+        elif url is not None and escaped:
+            url = unescape_log_field(url)
+        return Event(
+            kind=EventKind.HTTP,
+            source_ip=source,
+            time=time,
+            method=method,
+            url=url or None,
+            http_version=version,
+            referrer=None if referrer == "-" else referrer,
+            user=fields.get("user") or None,
+            format=fmt,
+            time_flag=time_flag,
+            extra=extra,
+        )
 
     def _ssh_events(self, found: tuple[SshHit, int], time: datetime, time_flag: str | None, fmt: str) -> list[Event]:
         hit, count = found
@@ -569,8 +924,9 @@ class _Parser:
         text = message.strip()
         if not text:
             raise RecordError(Reason.EMPTY, "message")
-        stamp, _ = _json_time(obj, self._wrapper_time_paths)
-        events = self._line(text, ingest, self._reference(stamp, ingest), "json+")
+        stamp, missing_flag = _json_time(obj, self._wrapper_time_paths)
+        fallback = self._settle(stamp, ingest, missing_flag)
+        events = self._line(text, ingest, self._reference(stamp, ingest), "json+", fallback)
         if events is not None:
             return events
         if program:  # another program's message (cron, kernel, ...): recognized, no client event
@@ -715,6 +1071,28 @@ def _split_request(request: str) -> tuple[str, str, str | None] | None:
     if not target or _METHOD.fullmatch(method) is None:
         return None
     return method, target, version
+
+
+def _is_virtual_host(vhost: str, peer: str, ident: str) -> bool:
+    """Whether a fourth leading column makes the line ``vhost client ident user [time] ...``.
+
+    ``host:port`` is Apache's vhost_combined. A bare host name is believed only when the next column looks
+    like an address and the ident column is "-": in the usual three-column line those columns are the
+    client and "-" (or an identd answer), never client text, so a user name with a blank in it cannot
+    shift another column into the client's place.
+    """
+    if _VHOST_PORT.fullmatch(vhost):
+        return True
+    return ident == "-" and _HOSTNAME.fullmatch(vhost) is not None and not looks_like_ip(vhost) and looks_like_ip(peer)
+
+
+def _classify_error(messages: tuple[_ErrorMessage, ...], message: str) -> tuple[str, dict[str, str]]:
+    """The code of an error message and the fields its pattern captured (empty ones left out)."""
+    for row in messages:
+        match = row.pattern.match(message)
+        if match is not None:
+            return row.code, {name: value for name, value in match.groupdict().items() if value}
+    return OTHER_ERROR, {}
 
 
 def _forwarded(trusted: _TrustedProxies, peer: str, forwarded_for: str | None, extra: dict[str, str]) -> str:

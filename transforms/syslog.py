@@ -31,6 +31,28 @@ from transforms.timestamps import parse_bsd_stamp
 
 # OpenSSH 9.8 moved per-connection logging to "sshd-session", and 10.0 split out "sshd-auth".
 SSHD_PROGRAMS = frozenset({"sshd", "sshd-session", "sshd-auth"})
+# Web servers and proxies whose syslog messages carry access-log or error-log lines (nginx "access_log
+# syslog:", Apache "ErrorLog syslog:" or a piped logger, HAProxy). Only their messages are read as web
+# lines: another program's message that merely looks like an access line (an application logging text a
+# client sent) must not become a request from the address it names.
+WEB_PROGRAMS = frozenset(
+    {
+        "nginx",
+        "openresty",
+        "angie",
+        "tengine",
+        "apache",
+        "apache2",
+        "httpd",
+        "lighttpd",
+        "haproxy",
+        "caddy",
+        "traefik",
+        "envoy",
+        "h2o",
+        "varnishncsa",
+    }
+)
 
 
 class SyslogLine(NamedTuple):
@@ -95,7 +117,7 @@ def split_syslog(line: str) -> SyslogLine | None:
         line = line[end + 1 :]
         if line.startswith("1 "):
             return _split_rfc5424(line[2:])
-    if len(line) > 16 and line[0].isdigit() and line[4] == "-":
+    if len(line) > 16 and line[:4].isdigit() and line[4] == "-" and line[7] == "-":  # "2024-03-01T..."
         space = line.find(" ")
         if space < 0:
             return None
@@ -119,6 +141,22 @@ def program_name(tag: str) -> str:
         if cut >= 0:
             tag = tag[:cut]
     return tag.strip()
+
+
+def is_web_program(program: str, names: frozenset[str] = WEB_PROGRAMS) -> bool:
+    """Whether a tag is one of ``names`` (lower case), or one of them with a per-log suffix.
+
+    >>> is_web_program("nginx-access"), is_web_program("httpd/backend1"), is_web_program("cron")
+    (True, True, False)
+    """
+    name = program.lower()
+    if name in names:
+        return True
+    for stop in "-_/.":
+        cut = name.find(stop)
+        if cut > 0:
+            name = name[:cut]
+    return name in names
 
 
 def _split_tagged(stamp: tuple[int, int, int, int, int] | str, rest: str) -> SyslogLine:
@@ -183,11 +221,21 @@ def _skip_structured_data(tail: str) -> str | None:
 
 
 # --- sshd messages ----------------------------------------------------------------------------------------
-# User names are attacker-chosen and may contain spaces or even " from 1.2.3.4": the greedy (.*)
-# makes the address the one in the *last* " from X port N", which sshd itself appended.
-_FAILED = re.compile(r"Failed (\S+) for (invalid user )?(.*) from (\S+) port \d+")
-_FAILED_NO_PORT = re.compile(r"Failed (\S+) for (invalid user )?(.*) from (\S+)$")  # an sshd that logs no port
-_ACCEPTED = re.compile(r"Accepted (\S+) for (.*) from (\S+) port \d+")
+# sshd writes "Failed|Accepted METHOD for [invalid user ]USER from ADDRESS port PORT ssh2[: INFO]" (auth.c,
+# auth_log). Both USER and INFO can be client text: USER is whatever name the client sent, and INFO holds the
+# hostbased "client user"/"client host" and certificate ids, so a line can hold several "from X port N" and
+# neither the first nor the last one is safe by position. What sshd guarantees: it cuts the user name at its
+# first ':' (the part after it is the BSD auth style; auth2.c, and auth1.c before it), so USER never holds a
+# colon, while sshd itself puts ": " before INFO. The address sshd wrote is therefore the first
+# "from X port N[ sshV]" that ends the line or is followed by a colon, with no colon before it: a fake one in
+# USER is followed by more of USER (no colon, not the end); one in INFO comes after a colon. fail2ban's sshd
+# filter reaches the same answers on its injection samples (tests/files/logs/sshd, "Injecting ...").
+_AUTH_RESULT = re.compile(
+    r"(Failed|Accepted) (\S+) for ((?:invalid|illegal) user )?([^:]*?) from (\S+) port \d+(?: ssh\d)?"
+    r"(?=:| \[preauth\]$|$)"
+)
+# an sshd that logs no port (OpenSSH before 3.x); the colon-free user rule holds there too
+_FAILED_NO_PORT = re.compile(r"Failed (\S+) for ((?:invalid|illegal) user )?([^:]*) from (\S+)$")
 _INVALID_USER = re.compile(r"(?:Invalid|Illegal) user (.*) from (\S+?)(?: port \d+)?$")
 _RHOST = re.compile(r"rhost=(\S*)(?:\s+user=(\S+))?")
 # OpenSSH's own PAM glue (FreeBSD, Solaris, macOS); macOS appends the server address as "via X"
@@ -322,14 +370,15 @@ def _classify(message: str) -> SshHit | None:
             message = message[match.end() :]
     if message.startswith(_LEVEL_PREFIXES):
         message = message[7:]
-    if message.startswith("Failed "):
-        match = _FAILED.match(message) or _FAILED_NO_PORT.match(message)
+    if message.startswith(("Failed ", "Accepted ")):
+        match = _AUTH_RESULT.match(message)
+        if match:
+            outcome = SshOutcome.FAILED if match[1] == "Failed" else SshOutcome.ACCEPTED
+            return SshHit(outcome, match[5], match[4] or None, match[2], match[3] is not None)
+        match = _FAILED_NO_PORT.match(message)
         if match:
             return SshHit(SshOutcome.FAILED, match[4], match[3] or None, match[1], match[2] is not None)
-    elif message.startswith("Accepted "):
-        match = _ACCEPTED.match(message)
-        if match:
-            return SshHit(SshOutcome.ACCEPTED, match[3], match[2] or None, match[1], False)
+        return None  # not sshd's shape (a user name with a colon): any address in it could be the client's text
     elif message.startswith(("Invalid user ", "Illegal user ")):
         match = _INVALID_USER.match(message)
         if match:

@@ -15,6 +15,10 @@ Known answers:
 '2015-05-17T10:05:03+00:00'
 >>> parse_bsd_stamp("Dec 10 06:55:46")
 (12, 10, 6, 55, 46)
+>>> parse_apache_error_time("Sat Jul 20 21:34:49.453232 2013").isoformat()  # error logs: no zone, read as UTC
+'2013-07-20T21:34:49.453232+00:00'
+>>> parse_nginx_error_time("2021/03/16 09:15:14").isoformat()
+'2021-03-16T09:15:14+00:00'
 >>> ingest = datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
 >>> infer_syslog_year((12, 31, 23, 59, 0), ingest, 300).year  # the line is from last year
 2025
@@ -118,6 +122,53 @@ def parse_time_text(text: str) -> datetime | None:
     if _is_decimal(text):
         return parse_epoch(float(text))
     return parse_iso_time(text)
+
+
+def parse_apache_error_time(text: str) -> datetime | None:
+    """Read an Apache error-log stamp, ``Tue Mar 16 09:15:14 2021`` or (2.4) ``Tue Mar 16 09:15:14.123456 2021``.
+
+    The stamp has no zone (it is the server's local time): it is read as UTC, as syslog stamps are.
+    """
+    size = len(text)
+    if size < 24 or text[3] != " " or text[7] != " " or text[10] != " " or text[13] != ":" or text[16] != ":":
+        return None
+    if text[-5] != " ":
+        return None
+    month = MONTHS.get(text[4:7])
+    fraction = text[19:-5]  # "" or ".123456"
+    if month is None or (fraction and (fraction[0] != "." or not 2 <= len(fraction) <= 7)):
+        return None
+    day_text = text[8:10].lstrip()
+    parts = (day_text, text[11:13], text[14:16], text[17:19], text[-4:], fraction[1:] or "0")
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    try:
+        return datetime(
+            int(parts[4]),
+            month,
+            int(day_text),
+            int(parts[1]),
+            int(parts[2]),
+            int(parts[3]),
+            int(parts[5].ljust(6, "0")),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+
+
+def parse_nginx_error_time(text: str) -> datetime | None:
+    """Read an nginx error-log stamp ``2021/03/16 09:15:14`` (local time without a zone: read as UTC)."""
+    if len(text) != 19 or text[4] != "/" or text[7] != "/" or text[10] != " " or text[13] != ":" or text[16] != ":":
+        return None
+    parts = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in parts)
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def parse_bsd_stamp(text: str) -> tuple[int, int, int, int, int] | None:

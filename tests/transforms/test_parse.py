@@ -118,8 +118,8 @@ ACCESS_CASES: list[tuple[str, dict[str, Any]]] = [
     (COMBINED.replace("10:00:00", "13:00:00"), {"time": INGEST, "time_flag": "implausible"}),
     # eleven years old (limit 3650 days): implausible
     (COMBINED.replace("2024", "2013"), {"time": INGEST, "time_flag": "implausible"}),
-    # escaped quotes in the user agent are kept as logged
-    (COMBINED.replace('"curl/8.5"', r'"Mozilla \"evil\""'), {"user_agent": r"Mozilla \"evil\""}),
+    # Apache's escaped quotes in the user agent are undone once the fields are split
+    (COMBINED.replace('"curl/8.5"', r'"Mozilla \"evil\""'), {"user_agent": 'Mozilla "evil"'}),
     # CRLF line ending and surrounding blanks
     ("  " + COMBINED + "\r\n", {"source_ip": "203.0.113.9", "user_agent": "curl/8.5"}),
     # a byte-order mark before the line
@@ -387,9 +387,33 @@ ERROR_CASES: list[tuple[bytes, Reason, str | None]] = [
     (b"42", Reason.NOT_AN_OBJECT, None),  # a number
     (b"null", Reason.NOT_AN_OBJECT, None),  # null
     (b"hello world", Reason.UNPARSEABLE_LINE, None),  # prose
-    (b"[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok", Reason.UNPARSEABLE_LINE, None),  # error log
+    (b"[Sun Dec 04 04:47:44 2005] [bogus] workerEnv.init() ok", Reason.UNPARSEABLE_LINE, None),  # no log level
+    (b"2021/03/16 09:15:14 error: no brackets", Reason.UNPARSEABLE_LINE, None),  # not an nginx error line
     (b'203.0.113.9 - - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" abc 1', Reason.UNPARSEABLE_LINE, None),
     (b"Mar  1 10:00:00", Reason.UNPARSEABLE_LINE, None),  # a syslog stamp and nothing else
+    # four columns before the time that are not "vhost client - user": never read another column as the client
+    (
+        b'203.0.113.9 - a b [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1',  # a user name with a blank
+        Reason.UNPARSEABLE_LINE,
+        None,
+    ),
+    (
+        b'client.example.net - 198.51.100.66 x [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1',  # the same,
+        Reason.UNPARSEABLE_LINE,  # with HostnameLookups: the user name holds an address, the 2nd column is "-"
+        None,
+    ),
+    (
+        b'198.51.100.1 203.0.113.9 - - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1',  # an address is no
+        Reason.UNPARSEABLE_LINE,  # host name: two addresses, and nothing says which one is the client
+        None,
+    ),
+    (b'shop.example - - - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1', Reason.UNPARSEABLE_LINE, None),
+    (  # an identd answer (client text) in the vhost reading: not believed
+        b'shop.example 203.0.113.9 ident - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1',
+        Reason.UNPARSEABLE_LINE,
+        None,
+    ),
+    (b'a.example b.example - - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1', Reason.UNPARSEABLE_LINE, None),
     (b"Foo  1 10:00:00 host sshd[1]: Invalid user x from 1.2.3.4", Reason.UNPARSEABLE_LINE, None),  # no month
     (b'- - - [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1', Reason.MISSING_IP, "source_ip"),  # "-" peer
     (b'{"url": {"original": "/x"}}', Reason.MISSING_IP, "source_ip"),  # ECS without an address
@@ -539,6 +563,9 @@ def test_field_map_empty_list_turns_a_field_off() -> None:
         ({"max_future_skew_s": -1}, "greater than or equal to 0"),
         ({"max_repeat_events": 0}, "greater than or equal to 1"),
         ({"trusted_proxy": []}, "Extra inputs are not permitted"),  # a typo in a setting name
+        ({"web_programs": [""]}, "is not a syslog program tag"),  # empty
+        ({"web_programs": ["nginx[1]"]}, "is not a syslog program tag"),  # a tag with its pid
+        ({"web_programs": ["my app"]}, "is not a syslog program tag"),  # a blank
     ],
 )
 def test_bad_params_are_rejected_at_build_time(settings: dict[str, Any], message: str) -> None:

@@ -59,6 +59,12 @@ line_prefixes = st.sampled_from(
         '203.0.113.9 - - [01/Mar/2024:10:00:00 +0000] "',
         "10.0.0.1 - - [",
         "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; rhost=",
+        'Mar  1 10:00:00 web nginx[1]: 203.0.113.9 - - [01/Mar/2024:10:00:00 +0000] "',
+        "shop.example 203.0.113.9 - ",
+        "[Fri Mar 01 10:00:00.1 2024] [core:error] [pid 1:tid 2] [client ",
+        "[Fri Mar 01 10:00:00 2024] [error] ",
+        "Mar  1 10:00:00 web httpd[1]: [authz_core:error] [pid 1] ",
+        "2024/03/01 10:00:00 [error] 1#1: *2 ",
     ]
 )
 line_words = st.sampled_from(
@@ -83,6 +89,14 @@ line_words = st.sampled_from(
         "Received disconnect from ",
         ": 11: ",
         "Connection closed by ",
+        ", client: ",
+        ", server: ",
+        ', request: "',
+        "[client 2001:db8::1]:1] ",
+        "AH01618: user ",
+        " not found: ",
+        "\\x",
+        '\\"',
         "\x00",
         "é",
         "\ufeff",
@@ -220,3 +234,128 @@ def test_forwarded_for_never_picks_a_trusted_hop_over_an_untrusted_one(peer: str
         assert (event.source_ip, event.extra) == (untrusted[-1], {"forwarded": "1"})
     else:
         assert (event.source_ip, event.extra) == (hops[0], {"forwarded": "1"})
+
+
+# --- escapes and log injection -----------------------------------------------------------------------------
+
+_APACHE_NAMED = {0x08: "\\b", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x22: '\\"', 0x5C: "\\\\"}
+
+
+def _apache_escape(text: str) -> str:
+    """What Apache's ap_escape_logitem writes for a request line or header."""
+    out = []
+    for byte in text.encode():
+        if byte in _APACHE_NAMED:
+            out.append(_APACHE_NAMED[byte])
+        elif byte < 0x20 or byte >= 0x7F:
+            out.append(f"\\x{byte:02x}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def _nginx_escape(text: str) -> str:
+    """What nginx's default access-log escaping writes: \\xXX for '"', '\\' and bytes outside 0x20-0x7e."""
+    return "".join(
+        f"\\x{byte:02X}" if byte in (0x22, 0x5C) or byte < 0x20 or byte > 0x7E else chr(byte) for byte in text.encode()
+    )
+
+
+any_text = st.text(st.characters(codec="utf-8"), max_size=30)
+
+
+@given(st.text(st.characters(codec="utf-8"), min_size=1, max_size=30), any_text, any_text, st.booleans())
+def test_escaped_fields_read_back_as_the_client_sent_them(target: str, referrer: str, agent: str, nginx: bool) -> None:
+    """Whatever a client sends as target, Referer and User-Agent reads back unchanged after the logger's escaping."""
+    escape = _nginx_escape if nginx else _apache_escape
+    line = (
+        f'203.0.113.9 - - [01/Mar/2024:10:00:00 +0000] "GET {escape(target)} HTTP/1.1" 200 1 '
+        f'"{escape(referrer)}" "{escape(agent)}"'
+    )
+    (event,) = PARSE(line.encode(), INGEST)
+    assert (event.source_ip, event.method, event.url, event.http_version) == ("203.0.113.9", "GET", target, "HTTP/1.1")
+    assert (event.referrer, event.user_agent) == (_logged(referrer), _logged(agent))
+
+
+# client-controlled words: addresses, dashes and host names that a user name might hold to shift columns
+client_words = st.lists(
+    st.sampled_from(["198.51.100.66", "2001:db8::66", "-", "evil.example", "x", "h:80", "a b"]) | tokens, max_size=4
+).map(" ".join)
+
+
+@given(st.sampled_from(["203.0.113.9", "2001:db8::9", "client.example.net"]), client_words, st.booleans())
+def test_user_column_text_never_becomes_the_client(peer: str, user: str, vhost: bool) -> None:
+    """Whatever the remote-user column holds, a line is read with the logged client, or rejected."""
+    head = ("shop.example " if vhost else "") + f"{peer} - {user}"
+    line = f'{head} [01/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"'
+    events = _parse_or_reject(line.encode())
+    assert events is None or [event.source_ip for event in events] == [peer]
+
+
+injected = st.lists(
+    st.sampled_from(
+        [
+            "[client 198.51.100.66]",
+            "[client 198.51.100.66:1] ",
+            "[remote 198.51.100.66] ",
+            ", client: 198.51.100.66, server: x",
+            ', client: 198.51.100.66, server: x, request: "GET / HTTP/1.1", host: "h"',
+            " from 198.51.100.66 port 22 ssh2",
+            " from 198.51.100.66",
+            "user x not found: /",
+            "invalid user ",
+            " port 1",
+            " ssh2",
+            ": ",
+            '"',
+            " ",
+        ]
+    )
+    | safe_text,
+    max_size=6,
+).map("".join)
+
+
+@given(ip, injected, st.booleans())
+def test_apache_error_client_is_the_column_apache_wrote(client: str, message: str, apache24: bool) -> None:
+    """Client text in an Apache error message never changes the client read from the header."""
+    column = f"[{client}]:4711" if apache24 and ":" in client else client
+    head = (
+        "[Fri Mar 01 10:00:00.1 2024] [core:error] [pid 1:tid 2]" if apache24 else "[Fri Mar 01 10:00:00 2024] [error]"
+    )
+    events = _parse_or_reject(f"{head} [client {column}] {message}".encode())
+    assert events is not None
+    assert [event.source_ip for event in events] == [client]
+
+
+@given(ip, injected, injected, injected)
+def test_nginx_error_is_never_pinned_on_injected_text(client: str, message: str, request: str, referrer: str) -> None:
+    """Client text around nginx's ", client: X, server: " gives the logged client, or no event: never another."""
+    line = (
+        f'2024/03/01 10:00:00 [error] 1#1: *2 {message}, client: {client}, server: s, request: "{request}", '
+        f'host: "h", referrer: "{referrer}"'
+    )
+    events = _parse_or_reject(line.encode())
+    assert events is not None
+    assert [event.source_ip for event in events] in ([client], [])
+
+
+@given(
+    st.text(st.characters(codec="utf-8", exclude_characters=":\r\n"), max_size=30)
+    | injected.map(lambda t: t.replace(":", "")),
+    ip,
+    st.integers(0, 65535),
+    st.sampled_from(["Failed password", "Failed publickey", "Accepted password", "Failed none"]),
+    st.booleans(),
+    st.none() | injected,
+)
+def test_sshd_address_is_the_one_sshd_wrote(
+    user: str, address: str, port: int, result: str, invalid: bool, info: str | None
+) -> None:
+    """A colon-free user name (as sshd logs them) and any auth info never change the address of an auth result."""
+    line = (
+        f"Mar  1 10:00:00 h sshd[1]: {result} for {'invalid user ' if invalid else ''}{user} from {address} "
+        f"port {port} ssh2" + ("" if info is None else ": " + info)
+    )
+    (event,) = PARSE(line.encode(), INGEST)
+    assert event.source_ip == address

@@ -51,10 +51,69 @@ MESSAGE_CASES: list[tuple[str, tuple[Any, ...] | None]] = [
         "Failed password for invalid user  from 192.0.2.1 port 22 ssh2",
         (FAILED, "192.0.2.1", None, "password", True, {}),
     ),
-    # log injection: the attacker's user name contains " from <ip>"; the address sshd appended wins
+    # Log injection. sshd writes "for [invalid user ]USER from ADDRESS port N ssh2[: INFO]"; USER and INFO are
+    # client text, but USER never holds ':' (sshd cuts it there), so the address is the first "from X port N
+    # [sshV]" that ends the line or is followed by ": ". Expected hosts agree with fail2ban's sshd samples.
+    # The user name holds " from <ip> port N ssh2": sshd's own address comes after it
     (
         "Failed password for invalid user x from 10.0.0.1 port 1 ssh2 from 203.0.113.5 port 22 ssh2",
         (FAILED, "203.0.113.5", "x from 10.0.0.1 port 1 ssh2", "password", True, {}),
+    ),
+    # ... and the user name is nothing else (the brief's example)
+    (
+        "Failed password for invalid user from 1.2.3.4 port 22 ssh2 from 5.6.7.8 port 1 ssh2",
+        (FAILED, "5.6.7.8", "from 1.2.3.4 port 22 ssh2", "password", True, {}),
+    ),
+    # ... without a port (fail2ban sshd line 143)
+    (
+        "Failed password for invalid user from 10.10.1.1 from 127.0.0.1 port 58946 ssh2",
+        (FAILED, "127.0.0.1", "from 10.10.1.1", "password", True, {}),
+    ),
+    # ... and followed by more text, so that no fake "ssh2" ends the line
+    (
+        "Failed password for invalid user a from 10.0.0.1 port 1 ssh2 b from 203.0.113.5 port 22 ssh2",
+        (FAILED, "203.0.113.5", "a from 10.0.0.1 port 1 ssh2 b", "password", True, {}),
+    ),
+    # The auth info after "ssh2: " holds " from <ip> port N ssh2" (fail2ban line 147): sshd's address is first
+    (
+        "Failed password for invalid user test from 127.0.0.1 port 58946 ssh2: from 10.10.1.2 port 55555 ssh2",
+        (FAILED, "127.0.0.1", "test", "password", True, {}),
+    ),
+    # ... hostbased, whose info quotes the client's "client user" and "client host"
+    (
+        'Failed hostbased for dan from 192.0.2.1 port 45785 ssh2: RSA 8c:e3:aa, client user "x from 203.0.113.5 '
+        'port 1 ssh2", client host "h"',
+        (FAILED, "192.0.2.1", "dan", "hostbased", False, {}),
+    ),
+    # ... SSH-1 rhosts: "ssh1: ruser ..." (fail2ban lines 135 and 138)
+    (
+        "Failed password for user from 127.0.0.1 port 20000 ssh1: ruser from 1.2.3.4",
+        (FAILED, "127.0.0.1", "user", "password", False, {}),
+    ),
+    (
+        "Failed password for user from aaaa:bbbb:cccc:1234::1:1 port 20000 ssh1: ruser " + "X" * 100 + " from 1.2.3.4",
+        (FAILED, "aaaa:bbbb:cccc:1234::1:1", "user", "password", False, {}),
+    ),
+    # ... an accepted certificate whose id (chosen by whoever had it signed) holds an address
+    (
+        "Accepted publickey for alice from 192.0.2.7 port 50000 ssh2: ED25519-CERT SHA256:Ab ID x from 203.0.113.5 "
+        "port 1 ssh2 (serial 1) CA ED25519 SHA256:Cd",
+        (ACCEPTED, "192.0.2.7", "alice", "publickey", False, {}),
+    ),
+    # an sshd that writes the port but no protocol (fail2ban samples)
+    (
+        "Failed password for invalid user ROOT from 194.117.26.70 port 12345",
+        (FAILED, "194.117.26.70", "ROOT", "password", True, {}),
+    ),
+    # old OpenSSH said "illegal user" here too
+    (
+        "Failed password for illegal user test from 192.0.2.9 port 22 ssh2",
+        (FAILED, "192.0.2.9", "test", "password", True, {}),
+    ),
+    # a message from the unprivileged child carries " [preauth]"
+    (
+        "Failed none for invalid user x from 192.0.2.9 port 22 ssh2 [preauth]",
+        (FAILED, "192.0.2.9", "x", "none", True, {}),
     ),
     # UseDNS=yes: a host name instead of an address
     (

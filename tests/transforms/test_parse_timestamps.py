@@ -8,10 +8,12 @@ import pytest
 
 from transforms.timestamps import (
     infer_syslog_year,
+    parse_apache_error_time,
     parse_apache_time,
     parse_bsd_stamp,
     parse_epoch,
     parse_iso_time,
+    parse_nginx_error_time,
     parse_time_text,
 )
 
@@ -40,6 +42,46 @@ T0 = datetime(2015, 5, 17, 10, 5, 3, tzinfo=UTC)
 def test_parse_apache_time(text: str, expected: datetime | None) -> None:
     """Apache %t stamps are read by position and converted to UTC; anything else is None."""
     assert parse_apache_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sun May 17 10:05:03 2015", T0),  # Apache 2.2 (and 2.0)
+        ("Sun May 17 10:05:03.123456 2015", T0.replace(microsecond=123456)),  # Apache 2.4 microseconds
+        ("Sun May 17 10:05:03.5 2015", T0.replace(microsecond=500000)),  # a shorter fraction
+        ("Sun May  7 10:05:03 2015", T0.replace(day=7)),  # a blank-padded day
+        ("Xyz May 17 10:05:03 2015", T0),  # the weekday is not checked (the date says it)
+        ("Sun Foo 17 10:05:03 2015", None),  # unknown month
+        ("Sun Feb 29 10:05:03 2015", None),  # no leap day in 2015
+        ("Sun May 17 24:05:03 2015", None),  # hour 24
+        ("Sun May 17 10:05:03. 2015", None),  # a dot without digits
+        ("Sun May 17 10:05:03.1234567 2015", None),  # more than microseconds
+        ("Sun May 17 10:05:03,1 2015", None),  # a comma
+        ("Sun May 17 10:05:03 15", None),  # a two-digit year
+        ("", None),  # nothing
+    ],
+)
+def test_parse_apache_error_time(text: str, expected: datetime | None) -> None:
+    """Apache error-log stamps carry no zone and are read as UTC; anything else is None."""
+    assert parse_apache_error_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2015/05/17 10:05:03", T0),  # nginx error log
+        ("2015/02/29 10:05:03", None),  # no leap day in 2015
+        ("2015/05/17 10:05:60", None),  # second 60
+        ("2015-05-17 10:05:03", None),  # ISO dashes are another reader's
+        ("2015/05/17 10:05:03 ", None),  # wrong length
+        ("2015/05/17T10:05:03", None),  # wrong separator
+        ("2015/０5/17 10:05:03", None),  # non-ASCII digits
+    ],
+)
+def test_parse_nginx_error_time(text: str, expected: datetime | None) -> None:
+    """nginx error-log stamps carry no zone and are read as UTC; anything else is None."""
+    assert parse_nginx_error_time(text) == expected
 
 
 @pytest.mark.parametrize(

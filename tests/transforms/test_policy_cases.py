@@ -17,8 +17,8 @@ from transforms.process import RecordProcessor
 CASES = tomllib.loads((CONFIG_DIR / "policy_cases.toml").read_text())["case"]
 INGEST = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PSEUDONYM = {
-    "<a>": re.compile(r"^a-testkeys-\d{8}-[a-z2-7]{26}$"),
-    "<s>": re.compile(r"^s-testkeys-\d{8}-[a-z2-7]{26}$"),
+    "<a>": re.compile(r"^a-testkeys-\d{8}-[0-9a-f]{32}$"),
+    "<s>": re.compile(r"^s-testkeys-\d{8}-[0-9a-f]{32}$"),
 }
 
 
