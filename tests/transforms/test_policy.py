@@ -92,5 +92,5 @@ def _mutate_unknown_detection_signal(doc: dict[str, Any]) -> None:
 def test_unknown_signal_in_a_detection_rule_is_named() -> None:
     doc = _default()
     _mutate_unknown_detection_signal(doc)
-    with pytest.raises(ConfigError, match="ssh.nope"):
+    with pytest.raises(ConfigError, match=r"ssh\.nope"):
         validate_policy(doc, "test.toml")
