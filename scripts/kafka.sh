@@ -57,7 +57,12 @@ running() {
 }
 
 start() {
+  mkdir -p "$state"
+  # Serialise concurrent starts (parallel test sessions, a demo): the loser finds the winner's broker.
+  exec 9>"$state/start-$port.lock"
+  flock 9
   if running && answers; then echo "kafka: already running on 127.0.0.1:$port" >&2; return 0; fi
+  if answers; then echo "kafka: another broker already answers on 127.0.0.1:$port; not starting a second" >&2; return 0; fi
   fetch
   mkdir -p "$data" "$logs"
   cat > "$props" <<PROPS
@@ -90,7 +95,7 @@ PROPS
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if answers; then echo "kafka: up on 127.0.0.1:$port (pid $(cat "$pidfile"))" >&2; return 0; fi
-    if ! running; then echo "kafka: broker exited; see $logs" >&2; tail -20 "$logs/stdout.log" "$logs/server.log" >&2 || true; exit 1; fi
+    if ! running; then echo "kafka: broker exited; see $logs" >&2; tail -n 20 "$logs/stdout.log" "$logs/server.log" >&2 || true; exit 1; fi
     sleep 0.5
   done
   echo "kafka: broker did not answer within 60 s; see $logs" >&2

