@@ -56,28 +56,46 @@ class Outcome:
     observations: list[Observation] = dataclasses.field(default_factory=list)
 
 
+# The abuse fields an observation reads (see _observation); an event without signals computes only these.
+OBSERVATION_FIELDS = frozenset(
+    {"subject", "source.prefix", "source.scope", "source.geo", "event.url", "event.user", "event.user_agent"}
+)
+
+
 class _OutputBuilder:
     """Builds one output's nested record from its prebuilt field callables."""
 
-    def __init__(self, policy: OutputPolicy, ctx: BuildContext) -> None:
-        self.kinds = frozenset(policy.kinds)
-        self._fields: list[tuple[tuple[str, ...], FieldFn]] = []
+    def __init__(self, kinds: frozenset[str], fields: list[tuple[str, tuple[str, ...], str, FieldFn]]) -> None:
+        self.kinds = kinds
+        self._fields = fields  # (dotted name, parent keys, leaf key, callable)
+
+    @classmethod
+    def build(cls, policy: OutputPolicy, ctx: BuildContext) -> _OutputBuilder:
+        fields = []
         for spec in policy.fields:
             transform = TRANSFORMS[spec.transform]
             fn = transform.build(transform.params.model_validate(spec.params), ctx)
-            self._fields.append((tuple(spec.name.split(".")), fn))
+            *parents, leaf = spec.name.split(".")
+            fields.append((spec.name, tuple(parents), leaf, fn))
+        return cls(frozenset(policy.kinds), fields)
+
+    def subset(self, names: frozenset[str]) -> _OutputBuilder:
+        """The same builder restricted to the named fields (the same prebuilt callables, shared caches)."""
+        return _OutputBuilder(self.kinds, [f for f in self._fields if f[0] in names])
 
     def __call__(self, subject: Subject, base: dict[str, Any]) -> dict[str, Any]:
-        record = base
-        for path, fn in self._fields:
+        for _, parents, leaf, fn in self._fields:
             value = fn(subject)
             if value is None:
                 continue
-            target = record
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
-        return record
+            target = base
+            for part in parents:
+                child = target.get(part)
+                if child is None:
+                    child = target[part] = {}
+                target = child
+            target[leaf] = value
+        return base
 
 
 class RecordProcessor:
@@ -93,6 +111,7 @@ class RecordProcessor:
         self._parse = parse
         self._analytics = analytics
         self._abuse = abuse
+        self._observed = abuse.subset(OBSERVATION_FIELDS)
         self._detect = detect
 
     @classmethod
@@ -105,8 +124,8 @@ class RecordProcessor:
         )
         return cls(
             parse=build_parser(policy.parse),
-            analytics=_OutputBuilder(policy.analytics, ctx),
-            abuse=_OutputBuilder(policy.abuse, ctx),
+            analytics=_OutputBuilder.build(policy.analytics, ctx),
+            abuse=_OutputBuilder.build(policy.abuse, ctx),
             detect=SignalDetector.build(policy.abuse.signals),
         )
 
@@ -133,11 +152,13 @@ class RecordProcessor:
         subject = Subject(event=event, ip=ip, unix=event.time.timestamp())
         if event.kind in self._abuse.kinds:
             signals = self._detect(event)
-            # The abuse fields are computed once per event: they feed both the per-record events and the
-            # observation that the stateful detector sees (so alerts carry exactly what the policy allows).
-            shared = self._abuse(subject, {})
+            # The observation the stateful detector sees is read from the policy's abuse fields, so alerts
+            # carry exactly what the policy allows; most events have no signal and need only that subset.
             if signals:
+                shared = self._abuse(subject, {})
                 outcome.abuse.extend(self._abuse_records(shared, signals))
+            else:
+                shared = self._observed(subject, {})
             outcome.observations.append(_observation(shared, subject, signals))
         if event.kind in self._analytics.kinds:
             outcome.analytics.append(self._analytics(subject, {"schema": ANALYTICS_SCHEMA}))
