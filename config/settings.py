@@ -54,6 +54,7 @@ class Settings(BaseModel):
     # "memory://" keeps it in memory (tests); the changelog still restores it after a restart.
     store: str = Field("rocksdb://", pattern=r"^(rocksdb|memory)://$")
     observation_retention_days: float = Field(1, gt=0)
+    detector_expire_interval_s: float = Field(60.0, gt=0)  # how often drained detector state is dropped
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")

@@ -90,7 +90,15 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
         # rebalanced worker recovers it from there. Values are the detector's JSON state (pseudonyms only).
         # bytes key/value types make faust use the "raw" codec for the table and its changelog topic.
-        states = app.Table("detector-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        # use_partitioner: a changelog write goes to the partition of its key (the same murmur2 partitioner
+        # that placed the observation), so the expiry timer may write outside stream iteration too.
+        states = app.Table(
+            "detector-state",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+        )
         latest_event_time = [0.0]
 
         @app.agent(observations, concurrency=1)
@@ -98,9 +106,6 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             stream = cast(faust.Stream[bytes], stream_t)
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 for event in batch:
-                    # Table writes go to the changelog partition of "the current event"; a batch has none,
-                    # so name it, as faust's own per-event iteration does.
-                    stream._set_current_event(event)
                     key = event.message.key
                     observation = Observation.from_json_dict(orjson.loads(event.message.value or b"{}"))
                     latest_event_time[0] = max(latest_event_time[0], observation.time)
@@ -114,7 +119,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                     for alert in alerts:
                         abuse.send_soon(key=key, value=dumps(alert))
 
-        @app.timer(60.0)
+        @app.timer(settings.detector_expire_interval_s)
         async def expire_detector_state() -> None:
             """Drop fully leaked buckets so the table holds only subjects that are active in event time."""
             for key, stored in list(states.items()):

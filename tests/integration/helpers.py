@@ -44,6 +44,7 @@ def worker_env(bootstrap: str, topics: dict[str, str], keys: Path, data_dir: Pat
             "PSEUDO_DATA_DIR": str(data_dir),
             "PSEUDO_METRICS_PORT": str(free_port()),
             "PSEUDO_STATS_INTERVAL_S": "2",
+            "PSEUDO_DETECTOR_EXPIRE_INTERVAL_S": "1",  # the expiry timer must run (and not crash) in tests
             **extra,
         }
     )

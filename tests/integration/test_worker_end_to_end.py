@@ -285,3 +285,9 @@ def test_stateful_alerts_reach_the_abuse_topic_with_their_context(run: dict[str,
         assert alert["first_seen"] <= alert["last_seen"]
         assert alert["evidence"]
         assert "prefix" in alert["source"] or alert["source"].get("scope") == "hostname"
+
+
+def test_no_agent_or_timer_crashed(run: dict[str, Any]) -> None:
+    """faust restarts a crashed agent and carries on; a crash must still fail the build."""
+    assert b"Crashed" not in run["log"]
+    assert b"Traceback" not in run["log"]
