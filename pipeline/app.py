@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, outcome_messages
+from pipeline.routing import Output, Source, grouped_observations, outcome_messages
 from pipeline.runtime import Runtime
 from transforms.model import Observation
 
@@ -76,6 +76,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # replays the batch instead of losing it: at-least-once.
         batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_within_s)
         async for batch in batches:
+            pending: list[Observation] = []
             for event in batch:
                 message = event.message
                 payload = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
@@ -83,8 +84,12 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                 outcome = process(payload, ingest)
                 counters.count(outcome)
                 source = Source(message.topic, message.partition, message.offset, ingest)
-                for output, key, value in outcome_messages(outcome, payload, source, sealer, observations=detecting):
+                for output, key, value in outcome_messages(outcome, payload, source, sealer, observations=False):
                     topics[output].send_soon(key=key, value=value)
+                if detecting:
+                    pending.extend(outcome.observations)
+            for key, value in grouped_observations(pending):
+                observations.send_soon(key=key, value=value)
 
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
@@ -107,17 +112,20 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 for event in batch:
                     key = event.message.key
-                    observation = Observation.from_json_dict(orjson.loads(event.message.value or b"{}"))
-                    latest_event_time[0] = max(latest_event_time[0], observation.time)
                     stored = states.get(key)
-                    state, alerts = detector(orjson.loads(stored) if stored else None, observation)
+                    state = orjson.loads(stored) if stored else None
+                    for item in orjson.loads(event.message.value or b"[]"):
+                        observation = Observation.from_json_dict(item)
+                        latest_event_time[0] = max(latest_event_time[0], observation.time)
+                        state, alerts = detector(state, observation)
+                        counters.alerts += len(alerts)
+                        for alert in alerts:
+                            abuse.send_soon(key=key, value=dumps(alert))
+                    # One table write (and changelog record) per subject per batch, not per event.
                     if state is None:
                         states.pop(key, None)
                     else:
                         states[key] = dumps(state)
-                    counters.alerts += len(alerts)
-                    for alert in alerts:
-                        abuse.send_soon(key=key, value=dumps(alert))
 
         @app.timer(settings.detector_expire_interval_s)
         async def expire_detector_state() -> None:

@@ -41,8 +41,25 @@ def _settings(args: argparse.Namespace) -> Settings:
 # --- worker ------------------------------------------------------------------------------------------
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def _worker_class() -> type:
     import faust
+
+    class Worker(faust.Worker):
+        """faust's worker, with the root logger kept at the configured level.
+
+        faust's terminal spinner sets the root logger to DEBUG, so every faust debug call in the send
+        path would build and emit a record (about 5% of a busy worker's time, measured with cProfile).
+        """
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            if level:
+                logger.setLevel(level)
+
+    return Worker
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
 
     from pipeline.app import create_app
     from pipeline.runtime import build_runtime
@@ -53,7 +70,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(runtime)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = _worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
 
