@@ -24,7 +24,7 @@ MAX_BATCH = 2000
 async def run() -> None:
     runtime = load_runtime()
     settings = runtime.settings
-    route, _ = build_router(runtime)
+    route = build_router(runtime)
     topics = output_topics(settings)
     consumer = AIOKafkaConsumer(
         settings.input_topic,
@@ -58,7 +58,9 @@ async def run() -> None:
             for tp, messages in batches.items():
                 for message in messages:
                     ingest = fromtimestamp(message.timestamp / 1000, utc)
-                    for output, key, value in route(message.value or b"", ingest, tp.topic, tp.partition, message.offset):
+                    for output, key, value in route(
+                        message.value or b"", ingest, tp.topic, tp.partition, message.offset
+                    ):
                         pending.append(await producer.send(topics[output], value, key=key))
             if pending:
                 await asyncio.gather(*pending)

@@ -81,6 +81,8 @@ class Options:
     port: int = 29092
     controller_port: int = 29093
     command: str = "python -m benchmarks.throughput"
+    profile_dir: Path | None = None  # run product's throughput processes under cProfile, stats written here
+    notes: tuple[str, ...] = ()  # remarks from the command line, recorded with the results
 
 
 class SystemFailed(RuntimeError):
@@ -145,6 +147,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _rate(events: int, window: tuple[float, float] | None) -> float | None:
+    return round(events / (window[1] - window[0]), 1) if window and window[1] > window[0] else None
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    """The last few non-blank lines of a log, on one line (where a traceback says what went wrong)."""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,7 +189,9 @@ class Run:
         app = f"{self.prefix}-{system}-{tag}"
         return app, {name: f"{app}.{name}" for name in ("analytics", "abuse", "quarantine")}
 
-    def _spawn(self, system: str, app: str, topics: dict[str, str], input_topic: str, index: int) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, system: str, app: str, topics: dict[str, str], input_topic: str, index: int
+    ) -> subprocess.Popen[bytes]:
         env = {
             **self.base_env,
             "PSEUDO_APP_ID": app,
@@ -190,13 +203,17 @@ class Run:
             "PSEUDO_METRICS_PORT": str(_free_port()),
         }
         command = [sys.executable, "-m", MODULES[system]] + (["worker"] if system == "product" else [])
+        if self.options.profile_dir is not None and system == "product" and "-tput" in app:
+            self.options.profile_dir.mkdir(parents=True, exist_ok=True)
+            stats = self.options.profile_dir / f"{app.removeprefix(self.prefix + '-')}-{index}.prof"
+            command[1:1] = ["-m", "cProfile", "-o", str(stats)]
         with open(self.work / f"{app}-{index}.log", "wb") as log:
             return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def _check_alive(self, procs: list[subprocess.Popen[bytes]], app: str) -> None:
         for index, proc in enumerate(procs):
             if proc.poll() is not None:
-                tail = (self.work / f"{app}-{index}.log").read_text(errors="replace")[-2000:]
+                tail = _tail((self.work / f"{app}-{index}.log").read_text(errors="replace"))
                 raise SystemFailed(f"{app} process {index} exited with {proc.returncode}: {tail}")
 
     @staticmethod
@@ -229,7 +246,7 @@ class Run:
             check=False,
         )
         if done.returncode != 0:
-            raise SystemFailed(f"limit exited with {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
+            raise SystemFailed(f"limit exited with {done.returncode}: {_tail(done.stderr.decode(errors='replace'))}")
         result = orjson.loads(done.stdout.splitlines()[-1])
         row: dict[str, Any] = {
             "events_per_s": result["events_per_s"],
@@ -251,6 +268,10 @@ class Run:
         app, topics = self._names(system, tag)
         outputs = list(topics.values())
         await self.inspector.create_topics(outputs, self.options.partitions, log_append_time=True)
+        # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
+        # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
+        internal = [f"{app}-observations"] if system == "product" else []
+        window_topics = outputs + ([f"{app}-detector-state-changelog"] if system == "product" else [])
         self.log(f"{system}: throughput over {self.events} records, {processes} process(es)")
         procs = [self._spawn(system, app, topics, self.input_topic, i) for i in range(processes)]
         sampler = Sampler(self._groups(procs))
@@ -265,13 +286,25 @@ class Run:
                         raise SystemFailed(f"{system}: {done} of {self.events} records committed at the deadline")
                     await asyncio.sleep(0.5)
                     done = await self.inspector.committed_total(app, self.input_topic)
-                ends = await self._settled_ends(outputs)
-                first, last = await self.inspector.output_window(ends)
+                for topic in internal:
+                    while True:
+                        end = sum((await self.inspector.end_offsets([topic])).values())
+                        if await self.inspector.committed_total(app, topic) >= end:
+                            break
+                        self._check_alive(procs, app)
+                        if time.monotonic() > deadline:
+                            raise SystemFailed(f"{system}: {topic} not consumed at the deadline")
+                        await asyncio.sleep(0.5)
+                ends = await self._settled_ends(window_topics, quiet_s=0.75 if self.options.quick else 1.5)
+                per_topic = await self.inspector.output_window(ends)
                 peaks = [peak_rss_mb(p.pid) for p in procs]
         finally:
             self._terminate(procs)
+        if not per_topic:
+            raise SystemFailed(f"{system}: no output at all")
+        first, last = min(w[0] for w in per_topic.values()), max(w[1] for w in per_topic.values())
         window = last - first
-        count = sum(ends.values())
+        count = sum(n for tp, n in ends.items() if tp.topic in outputs)
         cpu = sampler.cpu_between("system", first, last)
         row: dict[str, Any] = {
             "events_per_s": round(self.events / window, 1) if window > 0 else None,
@@ -279,8 +312,16 @@ class Run:
             "peak_rss_mb": max((p for p in peaks if p is not None), default=sampler.sampled_peak_rss_mb("system")),
             "outputs": count,
             "window_s": round(window, 3),
+            # input records per second of the analytics output alone (for product: its main agent, without the
+            # detector that trails it behind the repartition topic)
+            "analytics_events_per_s": _rate(self.events, per_topic.get(topics["analytics"])),
             "processes": processes,
             "peak_rss_mb_per_process": peaks,
+            # when each output topic got its first and last record, in seconds from the window's start
+            "output_times_s": {
+                topic.removeprefix(app).lstrip(".-"): [round(a - first, 3), round(b - first, 3)]
+                for topic, (a, b) in per_topic.items()
+            },
         }
         if self.broker.pid is not None:
             broker_cpu = sampler.cpu_between("broker", first, last)
@@ -316,7 +357,9 @@ class Run:
         await self.inspector.create_topics(list(topics.values()), partitions, log_append_time=True)
         seconds = self.options.latency_seconds
         skip = min(1.0, seconds / 4)
-        self.log(f"{system}: latency at {', '.join(f'{p}%' for p in LATENCY_PCTS)} of {max_rate:.0f}/s, {seconds} s each")
+        self.log(
+            f"{system}: latency at {', '.join(f'{p}%' for p in LATENCY_PCTS)} of {max_rate:.0f}/s, {seconds} s each"
+        )
         procs = [self._spawn(system, app, topics, input_topic, 0)]
         probe = Probe(self.broker.bootstrap, topics["analytics"], partitions)
         pacer = Pacer(self.broker.bootstrap, input_topic, marker_templates(self.inputs.records), partitions)
@@ -337,7 +380,7 @@ class Run:
                     for pct in LATENCY_PCTS:
                         phases.append(await pacer.run(Phase(f"{pct}%", pct / 100 * max_rate), seconds))
                         self._check_alive(procs, app)
-                    await probe.settle(limit_s=30.0)
+                    await probe.settle(quiet_s=1.0 if self.options.quick else 2.0, limit_s=30.0)
                 finally:
                     await pacer.stop()
                     await probe.stop()
@@ -346,8 +389,10 @@ class Run:
             self._terminate(procs)
         stats = {pct: probe.phase_stats(phase, skip) for pct, phase in zip(LATENCY_PCTS, phases, strict=True)}
         for pct, s in stats.items():
-            self.log(f"{system}: {pct}% ({s['rate_achieved']}/s): p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
-                     f"{s['samples']} samples, received {s['received_fraction']}")
+            self.log(
+                f"{system}: {pct}% ({s['rate_achieved']}/s): p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
+                f"{s['samples']} samples, received {s['received_fraction']}"
+            )
         return {"phases": stats, "peak_rss_mb": peak}
 
 
@@ -360,7 +405,7 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
     started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     run_id = uuid.uuid4().hex[:8]
-    notes: list[str] = []
+    notes: list[str] = list(options.notes)
 
     keys = work / "keyring.json"
     write_keyring(generate_keyring(), keys)
@@ -399,6 +444,7 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
     else:
         broker = Broker.start(options.port, options.controller_port, ROOT / ".kafka")
         log(f"broker: started on {broker.bootstrap} (pid {broker.pid})")
+    base_env["PSEUDO_BROKER"] = "kafka://" + broker.bootstrap.replace(",", ";kafka://")
     if broker.pid is None:
         notes.append("broker: its process was not found; broker CPU not measured")
     inspector = Inspector(broker.bootstrap)
@@ -413,7 +459,10 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
         if need_kafka:
             await inspector.create_topics([input_topic], options.partitions, log_append_time=False)
             seconds = await produce_input(broker.bootstrap, input_topic, inputs.records, options.partitions)
-            log(f"input: {len(inputs.records)} records on {input_topic} ({options.partitions} partitions) in {seconds:.1f} s")
+            log(
+                f"input: {len(inputs.records)} records on {input_topic} "
+                f"({options.partitions} partitions), {seconds:.1f} s"
+            )
         state = Run(options, broker, inspector, work, base_env, inputs, input_file, input_topic, prefix, log, notes)
         for system in systems:
             try:
@@ -443,8 +492,9 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
                 failed = True
                 log(f"product x2: FAILED: {exc}")
                 scaling = {"error": str(exc)[:2000]}
-        with contextlib.suppress(Exception):
-            await inspector.delete_topics_with_prefix(prefix)
+        if not options.keep_work:  # kept with the work folder, for inspection
+            with contextlib.suppress(Exception):
+                await inspector.delete_topics_with_prefix(prefix)
     finally:
         await inspector.stop()
         if not options.keep_broker:
@@ -455,7 +505,11 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
     machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    machine["broker"] = {"bootstrap": broker.bootstrap, "version": broker.version(), "started_by_harness": broker.started}
+    machine["broker"] = {
+        "bootstrap": broker.bootstrap,
+        "version": broker.version(),
+        "started_by_harness": broker.started,
+    }
     return {
         "machine": machine,
         "systems": [_system_row(name, rows.get(name, {})) for name in systems],

@@ -126,10 +126,10 @@ class Inspector:
             tps += [TopicPartition(topic, p) for p in sorted(partitions)]
         return dict(await self._consumer.end_offsets(tps)) if tps else {}
 
-    async def output_window(self, ends: dict[TopicPartition, int]) -> tuple[float, float]:
-        """(first, last) broker append time, in seconds, over the records of partitions that start at 0."""
+    async def output_window(self, ends: dict[TopicPartition, int]) -> dict[str, tuple[float, float]]:
+        """Per topic, (first, last) broker append time in seconds over the records of partitions that start at 0."""
         consumer = self._consumer
-        first, last = float("inf"), 0.0
+        window: dict[str, tuple[float, float]] = {}
         for tp, end in ends.items():
             if end <= 0:
                 continue
@@ -140,9 +140,10 @@ class Inspector:
                 if not got:
                     raise RuntimeError(f"could not read {tp} at offset {offset}")
                 stamp = (got[0] if offset == 0 else got[-1]).timestamp / 1000
-                first, last = min(first, stamp), max(last, stamp)
+                first, last = window.get(tp.topic, (stamp, stamp))
+                window[tp.topic] = (min(first, stamp), max(last, stamp))
         consumer.unsubscribe()
-        return first, last
+        return window
 
 
 async def produce_input(bootstrap: str, topic: str, records: list[bytes], partitions: int) -> float:

@@ -2,11 +2,11 @@
 
     python -m benchmarks.throughput.quix_app      (PSEUDO_* environment, like the product's worker)
 
-Written the way Quix documents it: one StreamingDataFrame whose ``apply(..., expand=True)`` calls the processor
-and yields the output records as dicts, then ``to_topic`` with a callable that picks the output topic from the
-record's ``schema`` (Quix's JSON serializer is orjson, as the product's). Producer settings follow the product's
-(lz4, linger 5 ms; librdkafka's default acks=all); commits every second like the product's worker.
-Stops on SIGTERM/SIGINT (Quix handles them).
+One StreamingDataFrame: ``apply(..., expand=True)`` runs the processor and the product's routing
+(:func:`pipeline.routing.outcome_messages`, so the output bytes are the product's), then ``to_topic`` with a
+callable that picks each message's topic and key. The output topics' serializer passes the routed bytes through.
+Producer settings follow the product's (lz4, linger 5 ms; librdkafka's default acks=all); commits every second
+like the product's worker. Stops on SIGTERM/SIGINT (Quix handles them).
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quixstreams import Application, message_context
+from quixstreams.models.serializers import SerializationContext, Serializer
 
-from benchmarks.throughput.common import load_runtime
-from transforms.process import Route
-from transforms.quarantine import quarantine_record
+from benchmarks.throughput.common import Message, build_router, load_runtime, output_topics
+
+
+class RoutedValue(Serializer):
+    """The value of a routed ``(output, key, value)`` message, already serialized by the routing."""
+
+    def __call__(self, value: Message, ctx: SerializationContext) -> bytes:
+        return value[2]
 
 
 def main() -> None:
@@ -37,36 +43,20 @@ def main() -> None:
         loglevel=logging.WARNING,
     )
     source = app.topic(settings.input_topic, value_deserializer="bytes", key_deserializer="bytes")
-    outputs = {
-        "analytics/1": app.topic(settings.analytics_topic, value_serializer="json", key_serializer="str"),
-        "abuse/1": app.topic(settings.abuse_topic, value_serializer="json", key_serializer="str"),
-        "quarantine/1": app.topic(settings.quarantine_topic, value_serializer="json", key_serializer="str"),
+    topics = {
+        output: app.topic(name, value_serializer=RoutedValue(), key_serializer="bytes")
+        for output, name in output_topics(settings).items()
     }
-    process, sealer = runtime.processor, runtime.sealer
+    route = build_router(runtime)
 
-    def pseudonymize(value: bytes, key: Any, timestamp: int, headers: Any) -> list[dict[str, Any]]:
+    def pseudonymize(value: bytes, key: Any, timestamp: int, headers: Any) -> list[Message]:
+        context = message_context()
         ingest = datetime.fromtimestamp(timestamp / 1000, UTC)
-        outcome = process(value or b"", ingest)
-        records: list[dict[str, Any]] = [*outcome.analytics, *outcome.abuse]
-        if outcome.route is Route.QUARANTINE:
-            context = message_context()
-            records.append(
-                quarantine_record(
-                    reason=outcome.reason or "unknown",
-                    field=outcome.field,
-                    topic=context.topic,
-                    partition=context.partition,
-                    offset=context.offset,
-                    ingest_time=ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    payload=value or b"",
-                    sealer=sealer,
-                )
-            )
-        return records
+        return list(route(value or b"", ingest, context.topic, context.partition, context.offset))
 
     sdf = app.dataframe(source)
     sdf = sdf.apply(pseudonymize, metadata=True, expand=True)
-    sdf.to_topic(lambda value, key, timestamp, headers: outputs[value["schema"]], key=lambda value: value.get("subject"))
+    sdf.to_topic(lambda message, key, timestamp, headers: topics[message[0]], key=lambda message: message[1])
     app.run()
 
 

@@ -44,7 +44,9 @@ GOALS = (
         lambda rows, _: rows.get("product", {}).get("p99_ms_at_50pct"),
         lambda v: v < 100,
     ),
-    Goal("product peak RSS (MB)", "< 300", lambda rows, _: rows.get("product", {}).get("peak_rss_mb"), lambda v: v < 300),
+    Goal(
+        "product peak RSS (MB)", "< 300", lambda rows, _: rows.get("product", {}).get("peak_rss_mb"), lambda v: v < 300
+    ),
     Goal(
         "product 2 processes / 1 process (4 partitions)",
         ">= 1.6",
@@ -59,7 +61,14 @@ def evaluate_goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for goal in GOALS:
         value = goal.value(rows, doc.get("product_scaling"))
-        out.append({"goal": goal.name, "target": goal.target, "value": value, "pass": None if value is None else goal.ok(value)})
+        out.append(
+            {
+                "goal": goal.name,
+                "target": goal.target,
+                "value": value,
+                "pass": None if value is None else goal.ok(value),
+            }
+        )
     return out
 
 
@@ -116,7 +125,8 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for row in doc["systems"]:
         if row.get("error"):
-            lines.append(f"| {row['system']} | failed: {row['error'][:80]} | | | | | | |")
+            error = row["error"].replace("|", "/").replace("\n", " ")[-160:]
+            lines.append(f"| {row['system']} | failed: {error} | | | | | | |")
             continue
         share = row.get("broker_cpu_share")
         cells = [
@@ -200,9 +210,9 @@ def plot(doc: dict[str, Any], path: Path) -> bool:
     ax = axes[1]
     system_cpu = [r["cpu_s_per_million"] or 0 for r in rows]
     broker_cpu = [r.get("broker_cpu_s_per_million") or 0 for r in rows]
-    ax.bar(names, system_cpu, color=colors, label="system")
-    ax.bar(names, broker_cpu, bottom=system_cpu, color="#bbbbbb", label="broker")
-    ax.set_title("CPU seconds per million events")
+    ax.bar(names, system_cpu, color=colors)
+    ax.bar(names, broker_cpu, bottom=system_cpu, color="#bbbbbb", label="broker (same window)")
+    ax.set_title("CPU seconds per million events (system + broker)")
     ax.legend(fontsize=8)
     ax = axes[2]
     kafka_rows = [r for r in rows if r.get("p50_ms_at_50pct") is not None]
