@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import cast
@@ -17,6 +18,7 @@ from typing import cast
 import faust
 import orjson
 from aiohttp import web
+from aiokafka.partitioner import murmur2
 
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, Source, grouped_observations, outcome_messages
@@ -108,9 +110,8 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
         # rebalanced worker recovers it from there. Values are the detector's JSON state (pseudonyms only).
-        # bytes key/value types make faust use the "raw" codec for the table and its changelog topic.
-        # use_partitioner: a changelog write goes to the partition of its key (the same murmur2 partitioner
-        # that placed the observation), so the expiry timer may write outside stream iteration too.
+        # bytes key/value types make faust use the "raw" codec for the table and its changelog topic;
+        # use_partitioner sends each changelog record to its key's partition (murmur2, like the observation).
         states = app.Table(
             "detector-state",
             partitions=settings.partitions,
@@ -118,20 +119,31 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             value_type=bytes,
             use_partitioner=True,
         )
-        latest_event_time = [0.0]
+        partitions = settings.partitions
+
+        def partition_of(key: bytes) -> int:
+            """The partition the producer's default (murmur2) partitioner gives a key, as for observations."""
+            return (murmur2(key) & 0x7FFFFFFF) % partitions
 
         @app.agent(observations, concurrency=1)
         async def detect_abuse(stream_t: faust.StreamT[bytes]) -> None:
             stream = cast(faust.Stream[bytes], stream_t)
+            latest_event_time = 0.0
+            latest_by_partition: dict[int, faust.EventT[bytes]] = {}
+            next_sweep = time.monotonic() + settings.detector_expire_interval_s
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 deliveries: list[Awaitable[object]] = []
                 for event in batch:
-                    key = event.message.key
+                    # The table's store (RocksDB: one database per partition) and its changelog both read
+                    # "the current event"; a batch has none unless we name it, as per-event iteration does.
+                    stream._set_current_event(event)
+                    latest_by_partition[event.message.partition] = event
+                    key = event.message.key or b""
                     stored = states.get(key)
                     state = orjson.loads(stored) if stored else None
                     for item in orjson.loads(event.message.value or b"[]"):
                         observation = Observation.from_json_dict(item)
-                        latest_event_time[0] = max(latest_event_time[0], observation.time)
+                        latest_event_time = max(latest_event_time, observation.time)
                         state, alerts = detector(state, observation)
                         counters.alerts += len(alerts)
                         for alert in alerts:
@@ -142,16 +154,21 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                     else:
                         states[key] = dumps(state)
                 await asyncio.gather(*deliveries)
-
-        @app.timer(settings.detector_expire_interval_s)
-        async def expire_detector_state() -> None:
-            """Drop fully leaked buckets so the table holds only subjects that are active in event time."""
-            for key, stored in list(states.items()):
-                kept = detector.expire(orjson.loads(stored), latest_event_time[0])
-                if kept is None:
-                    states.pop(key, None)
-                else:
-                    states[key] = dumps(kept)
+                if time.monotonic() >= next_sweep:
+                    # Drop fully leaked buckets so the table holds only subjects active in event time. This
+                    # runs inside the agent (not a timer) because the store needs an event of the key's
+                    # partition to write to the right database.
+                    next_sweep = time.monotonic() + settings.detector_expire_interval_s
+                    for key, stored in list(states.items()):
+                        owner = latest_by_partition.get(partition_of(key))
+                        if owner is None:
+                            continue
+                        stream._set_current_event(owner)
+                        kept = detector.expire(orjson.loads(stored), latest_event_time)
+                        if kept is None:
+                            states.pop(key, None)
+                        elif kept != orjson.loads(stored):
+                            states[key] = dumps(kept)
 
     @app.timer(settings.stats_interval_s)
     async def log_counters() -> None:

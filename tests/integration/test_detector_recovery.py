@@ -1,7 +1,7 @@
 """Detector state survives a worker restart: it is recovered from the table's changelog topic.
 
 Four failed SSH logins from one source reach a worker, which is then stopped. A new worker process
-(memory store, so nothing survives on disk) gets four more. Only together do the eight exceed the
+with an empty data folder (its RocksDB store starts empty) gets four more. Only together do the eight exceed the
 SSH brute-force bucket, so an alert after the restart proves the state came back from the changelog;
 a control app that sees only the second four stays silent.
 """
@@ -45,22 +45,25 @@ def test_state_is_recovered_after_restart(kafka_bootstrap: str, tmp_path: Path) 
     keys = tmp_path / "keyring.json"
     write_keyring(generate_keyring(), keys)
     topics = _topics()
-    env = worker_env(kafka_bootstrap, topics, keys, tmp_path / "data", PSEUDO_STORE="memory://")
+    env = worker_env(kafka_bootstrap, topics, keys, tmp_path / "data1")
 
     with running_worker(env, tmp_path / "worker1.log"):
         sent = asyncio.run(produce(kafka_bootstrap, topics["input"], _failed_logins(0, 4), partition=0))
         wait_for_input_count(env, sent)
     assert _alerts(kafka_bootstrap, topics["abuse"]) == []
 
+    env["PSEUDO_DATA_DIR"] = str(tmp_path / "data2")  # nothing on disk: state must come from the changelog
     with running_worker(env, tmp_path / "worker2.log"):
         sent = asyncio.run(produce(kafka_bootstrap, topics["input"], _failed_logins(4, 4), partition=0))
         # counters restart with the process: it reads only the new records
         wait_for_input_count(env, sent)
     alerts = _alerts(kafka_bootstrap, topics["abuse"])
+    for log in ("worker1.log", "worker2.log"):
+        assert b"Crashed" not in (tmp_path / log).read_bytes(), log
     assert any(str(a["rule"]).startswith("ssh.") for a in alerts), alerts
 
     control = _topics()
-    control_env = worker_env(kafka_bootstrap, control, keys, tmp_path / "control", PSEUDO_STORE="memory://")
+    control_env = worker_env(kafka_bootstrap, control, keys, tmp_path / "control")
     with running_worker(control_env, tmp_path / "control.log"):
         sent = asyncio.run(produce(kafka_bootstrap, control["input"], _failed_logins(4, 4), partition=0))
         wait_for_input_count(control_env, sent)

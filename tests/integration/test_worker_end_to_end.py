@@ -66,7 +66,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine")}
     keys = tmp / "keyring.json"
     write_keyring(generate_keyring(), keys)
-    env = worker_env(kafka_bootstrap, topics, keys, tmp / "data", PSEUDO_STORE="memory://")
+    env = worker_env(kafka_bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
     records = _input_records()
     log_path = tmp / "worker.log"
     with running_worker(env, log_path):
