@@ -128,7 +128,7 @@ import fnmatch
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -191,6 +191,15 @@ def _none_empty(name: str, value: list[Any] | None) -> None:
         raise ValueError(f"{name} must not be empty (omit it to match any value)")
 
 
+def _only_known(name: str, value: list[str] | None, valid: Sequence[str], what: str) -> list[str] | None:
+    """Validate a list against the allowed values; the message names the unknown ones and lists the valid."""
+    _none_empty(name, value)
+    unknown = sorted({item for item in value or () if item not in valid})
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return value
+
+
 class MatchSpec(_Frozen):
     """Which observations a rule counts: every given condition must hold; a list means any of its values.
 
@@ -214,29 +223,17 @@ class MatchSpec(_Frozen):
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, value: list[str] | None) -> list[str] | None:
-        _none_empty("kinds", value)
-        unknown = sorted({kind for kind in value or () if kind not in _KINDS})
-        if unknown:
-            raise ValueError(f"unknown kind(s) {', '.join(unknown)}; valid: {', '.join(_KINDS)}")
-        return value
+        return _only_known("kinds", value, _KINDS, "kind(s)")
 
     @field_validator("signals_any")
     @classmethod
     def _known_signals(cls, value: list[str] | None) -> list[str] | None:
-        _none_empty("signals_any", value)
-        unknown = sorted({rule for rule in value or () if rule not in RULES})
-        if unknown:
-            raise ValueError(f"unknown signal rule id(s) {', '.join(unknown)}; valid: {', '.join(RULES)}")
-        return value
+        return _only_known("signals_any", value, tuple(RULES), "signal rule id(s)")
 
     @field_validator("ssh_outcomes")
     @classmethod
     def _known_outcomes(cls, value: list[str] | None) -> list[str] | None:
-        _none_empty("ssh_outcomes", value)
-        unknown = sorted({outcome for outcome in value or () if outcome not in _SSH_OUTCOMES})
-        if unknown:
-            raise ValueError(f"unknown ssh outcome(s) {', '.join(unknown)}; valid: {', '.join(_SSH_OUTCOMES)}")
-        return value
+        return _only_known("ssh_outcomes", value, _SSH_OUTCOMES, "ssh outcome(s)")
 
     @field_validator("methods")
     @classmethod
