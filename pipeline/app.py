@@ -46,6 +46,10 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         broker_max_poll_records=settings.max_poll_records,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
+        # Waiting for empty streams on rebalance/stop stalled batched agents for a second or more (p50 latency
+        # 1.1 s instead of 32 ms, measured with detection off); unacked events are simply re-read after a
+        # rebalance, which at-least-once delivery allows.
+        stream_wait_empty=False,
     )
     raw = app.topic(settings.input_topic, value_type=bytes, value_serializer="raw", key_serializer="raw")
     analytics = app.topic(settings.analytics_topic, value_serializer="raw", key_serializer="raw")
