@@ -34,9 +34,10 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
             for number, line in enumerate(_lines(sys.stdin.buffer)):
                 yield "stdin", number, line
             continue
+        source = Path(name).name
         with open(name, "rb") as handle:
             for number, line in enumerate(_lines(handle)):
-                yield Path(name).name, number, line
+                yield source, number, line
 
 
 def process_files(
