@@ -169,6 +169,35 @@ def cmd_keys_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_escrow_rotate(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file, write_keyring
+    from transforms.escrow import generate_escrow_key
+
+    keyring = read_keyring_file(args.keys)
+    new_key = generate_escrow_key()
+    write_keyring(
+        keyring.model_copy(update={"escrow_keys": [*keyring.escrow_keys, new_key]}), args.keys, overwrite=True
+    )
+    print(f"keys: escrow key {new_key.id} added; restart workers so that new tokens use it", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_escrow_destroy(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file, write_keyring
+
+    keyring = read_keyring_file(args.keys)
+    kept = [k for k in keyring.escrow_keys if k.id != args.id]
+    if len(kept) == len(keyring.escrow_keys):
+        raise ConfigError(f"keys: no escrow key with id {args.id!r}")
+    write_keyring(keyring.model_copy(update={"escrow_keys": kept}), args.keys, overwrite=True)
+    print(
+        f"keys: escrow key {args.id} destroyed; its tokens can no longer be revealed by anyone. Restart workers"
+        + ("" if kept else "; the policy's escrow_ip field now fails at start-up until a new key is added"),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_keys_show(args: argparse.Namespace) -> int:
     from pipeline.keystore import read_keyring_file
 
@@ -314,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--security-days", type=float, default=365, help="keep this many days of security epochs")
     p.add_argument("--now", type=_iso, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_keys_prune)
+    p = keys.add_parser("escrow-rotate", help="add a new escrow key; new tokens use it, old ones still open")
+    p.add_argument("--keys", type=Path, required=True)
+    p.set_defaults(func=cmd_keys_escrow_rotate)
+    p = keys.add_parser("escrow-destroy", help="destroy an escrow key: its tokens become irreversible")
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--id", required=True, help="the escrow key id (see `keys show`)")
+    p.set_defaults(func=cmd_keys_escrow_destroy)
     p = keys.add_parser("show", help="key ids and retained epochs (never secret material)")
     p.add_argument("--keys", type=Path, required=True)
     p.set_defaults(func=cmd_keys_show)

@@ -117,3 +117,27 @@ def test_cli_generate_show_reveal(tmp_path: Path, capsys: pytest.CaptureFixture[
     shown = capsys.readouterr().out
     assert kr.escrow_keys[0].id in shown
     assert kr.escrow_keys[0].secret.get_secret_value() not in shown
+
+
+def test_escrow_keys_rotate_and_destroy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rotation adds a key that new tokens use; destroying the old key makes its tokens irreversible."""
+    from transforms.errors import KeyringError
+    from transforms.escrow import IpEscrow, open_escrow
+
+    keys = tmp_path / "keyring.json"
+    assert main(["keys", "generate", "--escrow", "--out", str(keys)]) == 0
+    first = read_keyring_file(keys).escrow_keys[0]
+    old_token = IpEscrow(first).seal(bytes([203, 0, 113, 9]))
+    assert main(["keys", "escrow-rotate", "--keys", str(keys)]) == 0
+    rotated = read_keyring_file(keys)
+    assert rotated.escrow_keys[0].id == first.id
+    assert len(rotated.escrow_keys) == 2
+    assert open_escrow(rotated.escrow_keys, old_token) == bytes([203, 0, 113, 9])
+    assert main(["keys", "escrow-destroy", "--keys", str(keys), "--id", first.id]) == 0
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    remaining = read_keyring_file(keys).escrow_keys
+    assert [k.id for k in remaining] == [rotated.escrow_keys[1].id]
+    with pytest.raises(KeyringError):
+        open_escrow(remaining, old_token)
+    assert main(["keys", "escrow-destroy", "--keys", str(keys), "--id", "nope"]) == 2
+    assert first.secret.get_secret_value() not in capsys.readouterr().err
