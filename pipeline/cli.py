@@ -80,12 +80,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics
-    from pipeline.traffic import generate, produce
+    from pipeline.traffic import generate, generate_for_demo, produce
 
     settings = _settings(args)
     topic = args.topic or settings.input_topic
     # --count 0 means an endless stream (docker compose's generator service)
-    records = generate(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
+    make = generate_for_demo if args.mix == "demo" else generate
+    records = make(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
 
     async def run() -> int:
         await ensure_topics(settings.bootstrap, settings.topic_specs())
@@ -312,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=2000, help="records to send; 0 = endless")
     p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--mix",
+        choices=["default", "demo"],
+        default="default",
+        help="demo: more attackers, so every output shows early",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("process", help="file mode: process log files into DIR/{analytics,abuse,quarantine}.jsonl")

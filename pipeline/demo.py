@@ -151,7 +151,18 @@ def run_demo(args: argparse.Namespace) -> int:
         time.sleep(3)  # let the consumer group settle before traffic starts
         print(f"demo: replaying {args.count} sample records at {args.rate:.0f}/s", file=sys.stderr, flush=True)
         generator = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "pipeline.cli", "generate", "--count", str(args.count), "--rate", str(args.rate)],
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "generate",
+                "--mix",
+                "demo",
+                "--count",
+                str(args.count),
+                "--rate",
+                str(args.rate),
+            ],
             env=env,
         )
         budget = args.seconds if args.seconds else args.count / max(args.rate, 1.0) + 60
