@@ -1,9 +1,12 @@
-"""The faust app: consumes raw records, runs the shared processor, produces to the routed topics.
+"""The faust app: wires the batch ingest (raw -> processor -> routed topics) and the stateful detector.
 
-The agent only wires: decoding, routing and minimization all happen in ``transforms``. Agent
-concurrency stays 1 (faust issue #606: with more, offsets can be committed past in-flight records);
-scale out with partitions and worker processes. Output sends are *attached* to the source offset, so
-faust publishes them before it commits that offset: at-least-once, nothing lost on a crash.
+The app only wires: decoding, routing, minimization and detection all happen in ``transforms``.
+- ``BatchIngest`` (pipeline/ingest.py), a service of the app, reads the raw topic poll by poll, runs the
+  shared processor, writes analytics, abuse events, quarantine envelopes and the pseudonymized
+  observations, and commits a poll once all of its outputs are acknowledged: at-least-once.
+- The ``detect_abuse`` agent reads the observations, repartitioned by security pseudonym, and keeps each
+  subject's leaky buckets in a changelogged faust table. Its concurrency stays 1 (faust issue #606: with
+  more, offsets can be committed past in-flight records); scale out with partitions and processes.
 """
 
 from __future__ import annotations
@@ -12,16 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import cast
 
 import faust
 import orjson
 from aiohttp import web
-from aiokafka.partitioner import murmur2
 
+from pipeline.ingest import BatchIngest, key_partition
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, grouped_observations, outcome_messages
 from pipeline.runtime import Runtime
 from transforms.model import Observation
 
@@ -51,10 +52,6 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # rebalance, which at-least-once delivery allows.
         stream_wait_empty=False,
     )
-    raw = app.topic(settings.input_topic, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    analytics = app.topic(settings.analytics_topic, value_serializer="raw", key_serializer="raw")
-    abuse = app.topic(settings.abuse_topic, value_serializer="raw", key_serializer="raw")
-    quarantine = app.topic(settings.quarantine_topic, value_serializer="raw", key_serializer="raw")
     # Repartition by security pseudonym, so that each subject's detector state lives in one partition.
     # Only pseudonymized observations travel here: no internal topic carries a raw address.
     observations = app.topic(
@@ -67,49 +64,20 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     )
     detector = runtime.detector
     detecting = detector is not None
-    topics = {
-        Output.ANALYTICS: analytics,
-        Output.ABUSE: abuse,
-        Output.QUARANTINE: quarantine,
-        Output.OBSERVATIONS: observations,
-    }
-    names = {output: topic.get_topic_name() for output, topic in topics.items()}
-    process = runtime.processor
-    sealer = runtime.sealer
+    abuse_topic = settings.abuse_topic
     dumps = orjson.dumps
 
     async def produce(
         topic: str, key: bytes | None, value: bytes, partition: None, timestamp: None, headers: None
     ) -> Awaitable[object]:
         # faust's Topic.send/send_soon wrap each record in futures, attachments and a buffer (about half
-        # of the worker's CPU per record, measured); outputs need none of it: hand them to the producer.
+        # of the detector's CPU per alert, measured); alerts need none of it: hand them to the producer.
         return await app.producer.send(topic, key, value, partition, timestamp, headers)
 
-    @app.agent(raw, concurrency=1)
-    async def pseudonymize_records(stream: faust.StreamT[bytes]) -> None:
-        # Batches amortise faust's per-event machinery; send_soon() buffers in the producer, and faust
-        # flushes the producer before it commits the batch's offsets (acked after the batch), so a crash
-        # replays the batch instead of losing it: at-least-once.
-        batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_within_s)
-        async for batch in batches:
-            pending: list[Observation] = []
-            deliveries: list[Awaitable[object]] = []
-            for event in batch:
-                message = event.message
-                payload = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
-                ingest = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else datetime.now(UTC)
-                outcome = process(payload, ingest)
-                counters.count(outcome)
-                source = Source(message.topic, message.partition, message.offset, ingest)
-                for output, key, value in outcome_messages(outcome, payload, source, sealer, observations=False):
-                    deliveries.append(await produce(names[output], key, value, None, None, None))
-                if detecting:
-                    pending.extend(outcome.observations)
-            for key, value in grouped_observations(pending):
-                deliveries.append(await produce(names[Output.OBSERVATIONS], key, value, None, None, None))
-            # Every output of the batch is acknowledged by the broker before the batch's offsets can be
-            # committed (faust acks the events when this loop asks for the next batch): at-least-once.
-            await asyncio.gather(*deliveries)
+    # The raw topic is read poll by poll outside faust's per-event machinery (pipeline/ingest.py says why);
+    # faust accepts a service instance here (App._prepare_subservice), its signature only says "class".
+    ingest = BatchIngest(settings, runtime.processor, runtime.sealer, counters, detecting=detecting)
+    app.service(cast(type[BatchIngest], ingest))
 
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
@@ -125,10 +93,6 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         )
         partitions = settings.partitions
 
-        def partition_of(key: bytes) -> int:
-            """The partition the producer's default (murmur2) partitioner gives a key, as for observations."""
-            return (murmur2(key) & 0x7FFFFFFF) % partitions
-
         @app.agent(observations, concurrency=1)
         async def detect_abuse(stream_t: faust.StreamT[bytes]) -> None:
             stream = cast(faust.Stream[bytes], stream_t)
@@ -140,23 +104,26 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                 for event in batch:
                     # The table's store (RocksDB: one database per partition) and its changelog both read
                     # "the current event"; a batch has none unless we name it, as per-event iteration does.
+                    # Every subject in the message hashes to the message's partition (observation_batches).
                     stream._set_current_event(event)
                     latest_by_partition[event.message.partition] = event
-                    key = event.message.key or b""
-                    stored = states.get(key)
-                    state = orjson.loads(stored) if stored else None
-                    for item in orjson.loads(event.message.value or b"[]"):
-                        observation = Observation.from_json_dict(item)
-                        latest_event_time = max(latest_event_time, observation.time)
-                        state, alerts = detector(state, observation)
-                        counters.alerts += len(alerts)
-                        for alert in alerts:
-                            deliveries.append(await produce(names[Output.ABUSE], key, dumps(alert), None, None, None))
-                    # One table write (and changelog record) per subject per batch, not per event.
-                    if state is None:
-                        states.pop(key, None)
-                    else:
-                        states[key] = dumps(state)
+                    subjects: dict[str, list[dict[str, object]]] = orjson.loads(event.message.value or b"{}")
+                    for subject, items in subjects.items():
+                        key = subject.encode()
+                        stored = states.get(key)
+                        state = orjson.loads(stored) if stored else None
+                        for item in items:
+                            observation = Observation.from_json_dict(item)
+                            latest_event_time = max(latest_event_time, observation.time)
+                            state, alerts = detector(state, observation)
+                            counters.alerts += len(alerts)
+                            for alert in alerts:
+                                deliveries.append(await produce(abuse_topic, key, dumps(alert), None, None, None))
+                        # One table write (and changelog record) per subject per poll, not per event.
+                        if state is None:
+                            states.pop(key, None)
+                        else:
+                            states[key] = dumps(state)
                 await asyncio.gather(*deliveries)
                 if time.monotonic() >= next_sweep:
                     # Drop fully leaked buckets so the table holds only subjects active in event time. This
@@ -164,7 +131,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                     # partition to write to the right database.
                     next_sweep = time.monotonic() + settings.detector_expire_interval_s
                     for key, stored in list(states.items()):
-                        owner = latest_by_partition.get(partition_of(key))
+                        owner = latest_by_partition.get(key_partition(key, partitions))
                         if owner is None:
                             continue
                         stream._set_current_event(owner)

@@ -7,14 +7,13 @@ the detector (stream only), and the sealed quarantine envelope.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import orjson
 
-from transforms.model import Observation
 from transforms.process import Outcome, Route
 from transforms.quarantine import QuarantineSealer, quarantine_record
 
@@ -61,17 +60,3 @@ def outcome_messages(
             sealer=sealer,
         )
         yield Output.QUARANTINE, None, dumps(envelope)
-
-
-def grouped_observations(observations: Iterable[Observation]) -> Iterator[tuple[bytes, bytes]]:
-    """One (subject, JSON array) message per subject, in first-seen order, each array in arrival order.
-
-    The worker groups a batch's observations this way before repartitioning them: one message per active
-    subject instead of one per event, so the detector reads, updates and changelogs each subject's state
-    once per batch. Per-subject order is kept, which is all the detector's results depend on.
-    """
-    groups: dict[str, list[dict[str, object]]] = {}
-    for observation in observations:
-        groups.setdefault(observation.subject, []).append(observation.to_json_dict())
-    for subject, items in groups.items():
-        yield subject.encode(), orjson.dumps(items)
