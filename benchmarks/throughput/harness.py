@@ -271,6 +271,9 @@ class Run:
         # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
         # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
         internal = [f"{app}-observations"] if system == "product" else []
+        # The product reads the raw topic in its own consumer group (pipeline/ingest.py); faust's group reads
+        # the observations.
+        input_group = f"{app}-ingest" if system == "product" else app
         window_topics = outputs + ([f"{app}-detector-state-changelog"] if system == "product" else [])
         self.log(f"{system}: throughput over {self.events} records, {processes} process(es)")
         procs = [self._spawn(system, app, topics, self.input_topic, i) for i in range(processes)]
@@ -285,7 +288,7 @@ class Run:
                     if time.monotonic() > deadline:
                         raise SystemFailed(f"{system}: {done} of {self.events} records committed at the deadline")
                     await asyncio.sleep(0.5)
-                    done = await self.inspector.committed_total(app, self.input_topic)
+                    done = await self.inspector.committed_total(input_group, self.input_topic)
                 for topic in internal:
                     while True:
                         end = sum((await self.inspector.end_offsets([topic])).values())
