@@ -21,7 +21,7 @@ import faust
 import orjson
 from aiohttp import web
 
-from pipeline.ingest import BatchIngest, key_partition
+from pipeline.ingest import BatchIngest, default_partitioner, key_partition
 from pipeline.metrics import RouteCounters
 from pipeline.runtime import Runtime
 from transforms.model import Observation
@@ -44,6 +44,8 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         producer_compression_type=None if settings.compression == "none" else settings.compression,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_batch_bytes,
+        # The detector table's changelog is keyed by subject: same partitions as aiokafka's, hash cached.
+        producer_partitioner=default_partitioner,
         broker_max_poll_records=settings.max_poll_records,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,

@@ -263,32 +263,46 @@ class Run:
 
     # ------------------------------------------------------------------------------------- throughput
 
-    async def throughput(self, system: str, processes: int = 1) -> dict[str, Any]:
-        tag = "tput" if processes == 1 else f"tput{processes}p"
+    async def throughput(self, system: str, processes: int = 1, *, gated: bool = False) -> dict[str, Any]:
+        """Events/s over the shared pre-filled input; ``gated``: a fresh input topic, filled once every process
+        has joined its consumer groups, so that no process starts alone and hands partitions over mid-run."""
+        tag = ("tput" if processes == 1 else f"tput{processes}p") + ("g" if gated else "")
         app, topics = self._names(system, tag)
         outputs = list(topics.values())
         await self.inspector.create_topics(outputs, self.options.partitions, log_append_time=True)
         # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
         # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
         internal = [f"{app}-observations"] if system == "product" else []
+        window_topics = outputs + ([f"{app}-detector-state-changelog"] if system == "product" else [])
         # The product reads the raw topic in its own consumer group (pipeline/ingest.py); faust's group reads
         # the observations.
         input_group = f"{app}-ingest" if system == "product" else app
-        window_topics = outputs + ([f"{app}-detector-state-changelog"] if system == "product" else [])
-        self.log(f"{system}: throughput over {self.events} records, {processes} process(es)")
-        procs = [self._spawn(system, app, topics, self.input_topic, i) for i in range(processes)]
+        groups = [input_group] + ([app] if system == "product" else [])
+        input_topic = self.input_topic
+        if gated:
+            input_topic = f"{app}.input"
+            await self.inspector.create_topics([input_topic], self.options.partitions, log_append_time=False)
+        self.log(f"{system}: throughput over {self.events} records, {processes} process(es)" + (", gated" * gated))
+        procs = [self._spawn(system, app, topics, input_topic, i) for i in range(processes)]
         sampler = Sampler(self._groups(procs))
         began = time.monotonic()
         try:
+            deadline = began + 120 + self.events / 200
+            if gated:
+                while [await self.inspector.stable_members(g) for g in groups] != [processes] * len(groups):
+                    self._check_alive(procs, app)
+                    if time.monotonic() > deadline:
+                        raise SystemFailed(f"{system}: groups {groups} not stable with {processes} members")
+                    await asyncio.sleep(0.5)
+                await produce_input(self.broker.bootstrap, input_topic, self.inputs.records, self.options.partitions)
             with sampler:
-                deadline = began + 120 + self.events / 200
                 done = 0
                 while done < self.events:
                     self._check_alive(procs, app)
                     if time.monotonic() > deadline:
                         raise SystemFailed(f"{system}: {done} of {self.events} records committed at the deadline")
                     await asyncio.sleep(0.5)
-                    done = await self.inspector.committed_total(input_group, self.input_topic)
+                    done = await self.inspector.committed_total(input_group, input_topic)
                 for topic in internal:
                     while True:
                         end = sum((await self.inspector.end_offsets([topic])).values())
@@ -482,13 +496,18 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
                 rows.setdefault(system, {})["error"] = str(exc)[:2000]
         if "product" in systems and options.scaling and "error" not in rows.get("product", {"error": 1}):
             try:
-                two = await state.throughput("product", processes=2)
-                one = rows["product"]["events_per_s"]
+                # Both sides gated (input written once every process has joined), so the ratio compares
+                # steady processing rather than who joined the group first.
+                one_gated = await state.throughput("product", processes=1, gated=True)
+                two = await state.throughput("product", processes=2, gated=True)
+                one = one_gated["events_per_s"]
                 scaling = {
                     "partitions": options.partitions,
+                    "method": "gated: input written after every process joined its consumer groups",
                     "one_process_events_per_s": one,
                     "two_process_events_per_s": two["events_per_s"],
                     "ratio": round(two["events_per_s"] / one, 3) if one and two["events_per_s"] else None,
+                    "one_process": one_gated,
                     "two_process": two,
                 }
             except SystemFailed as exc:

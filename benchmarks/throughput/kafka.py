@@ -116,6 +116,19 @@ class Inspector:
             return 0
         return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == topic)
 
+    async def stable_members(self, group: str) -> int:
+        """How many members the group has once it is Stable (0 while it is forming or rebalancing)."""
+        try:
+            responses = await self._admin.describe_consumer_groups([group])
+        except KafkaError:
+            return 0
+        for response in responses:
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                if described[1] == group and described[0] == 0 and described[2] == "Stable":
+                    return len(described[5])
+        return 0
+
     async def end_offsets(self, topics: list[str]) -> dict[TopicPartition, int]:
         tps: list[TopicPartition] = []
         for topic in topics:

@@ -149,7 +149,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_fmt(scaling['two_process_events_per_s'])} events/s vs {_fmt(scaling['one_process_events_per_s'])} "
             f"with one (×{_fmt(scaling['ratio'], 2)}), {_fmt(two['cpu_s_per_million'], 1)} CPU s/M, peak RSS per "
             f"process {two['peak_rss_mb_per_process']} MB, broker CPU share "
-            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%.",
+            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%"
+            + (" (both runs gated: input written once every process has joined)." if scaling.get("method") else "."),
         ]
     limit = next((r for r in doc["systems"] if r["system"] == "limit" and r.get("with_detector")), None)
     if limit:
