@@ -59,8 +59,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")
     stats_interval_s: float = Field(30.0, gt=0)
-    # Throughput knobs (README "Tuning"): records handled per agent batch, how long a batch may wait to
-    # fill (bounds the latency it adds at low rates), records per consumer poll, producer linger and batch.
+    # Throughput knobs (README "Performance"): raw records per ingest poll, observation messages per detector
+    # batch and how long that batch may wait to fill (latency at low rates), producer linger and batch bytes.
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.02, gt=0, le=5)
     max_poll_records: int = Field(2000, ge=1, le=100_000)

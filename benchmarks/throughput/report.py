@@ -149,8 +149,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_fmt(scaling['two_process_events_per_s'])} events/s vs {_fmt(scaling['one_process_events_per_s'])} "
             f"with one (×{_fmt(scaling['ratio'], 2)}), {_fmt(two['cpu_s_per_million'], 1)} CPU s/M, peak RSS per "
             f"process {two['peak_rss_mb_per_process']} MB, broker CPU share "
-            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%"
-            + (" (both runs gated: input written once every process has joined)." if scaling.get("method") else "."),
+            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%.",
         ]
     limit = next((r for r in doc["systems"] if r["system"] == "limit" and r.get("with_detector")), None)
     if limit:
@@ -168,9 +167,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "## Method",
         "",
-        "* **events/s**: N records from a pre-filled input topic (each system its own consumer group), N divided by "
-        "the time between the first and the last output record's broker append time (output topics are "
-        "`LogAppendTime`); start-up and group join are outside the window. `limit` is one timed pass in memory.",
+        "* **events/s**: N records written to a fresh input topic once the system's consumer groups are Stable with "
+        "all its processes (each system its own groups), N divided by the time between the first and the last "
+        "output record's broker append time (output topics are `LogAppendTime`); start-up and group join are "
+        "outside the window. `limit` is one timed pass in memory.",
         "* **CPU s / M events**: user + system CPU of the system's process(es) inside that window (psutil, sampled "
         "every 0.1 s), per million input records. **broker CPU share**: the broker JVM's CPU over the same window, "
         "as a share of broker + system.",
