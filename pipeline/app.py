@@ -21,10 +21,9 @@ import faust
 import orjson
 from aiohttp import web
 
-from pipeline.ingest import BatchIngest, default_partitioner, key_partition
+from pipeline.ingest import BatchIngest, default_partitioner, key_partition, read_observation_batch
 from pipeline.metrics import RouteCounters
 from pipeline.runtime import Runtime
-from transforms.model import Observation
 
 log = logging.getLogger("pseudonymizer")
 
@@ -109,13 +108,19 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                     # Every subject in the message hashes to the message's partition (observation_batches).
                     stream._set_current_event(event)
                     latest_by_partition[event.message.partition] = event
-                    subjects: dict[str, list[dict[str, object]]] = orjson.loads(event.message.value or b"{}")
-                    for subject, items in subjects.items():
+                    try:
+                        groups = list(read_observation_batch(event.message.value or b"{}"))
+                    except (ValueError, TypeError):
+                        # Only this app writes the topic; a record it cannot read (a version skew) is counted
+                        # and skipped rather than stopping detection for every subject.
+                        counters.undecodable_observations += 1
+                        log.warning("detector: skipped an undecodable observation batch (reason observation_batch)")
+                        continue
+                    for subject, observations_of_subject in groups:
                         key = subject.encode()
                         stored = states.get(key)
                         state = orjson.loads(stored) if stored else None
-                        for item in items:
-                            observation = Observation.from_json_dict(item)
+                        for observation in observations_of_subject:
                             latest_event_time = max(latest_event_time, observation.time)
                             state, alerts = detector(state, observation)
                             counters.alerts += len(alerts)

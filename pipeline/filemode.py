@@ -62,7 +62,7 @@ def process_files(
             outcome = process(line, ingest)
             counters.count(outcome)
             source = Source(name, 0, number, ingest)
-            for output, _, value in outcome_messages(outcome, line, source, sealer, observations=False):
+            for output, _, value in outcome_messages(outcome, line, source, sealer):
                 files[output].write(value + b"\n")
             if detector is not None:
                 for observation in outcome.observations:

@@ -69,13 +69,27 @@ def observation_batches(observations: Iterable[Observation], partitions: int) ->
     per poll, and reads, updates and changelogs each active subject once. Per-subject order is kept,
     which is all the detector's results depend on.
     """
-    by_partition: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    by_partition: dict[int, dict[str, list[list[Any]]]] = {}
     for observation in observations:
         subject = observation.subject
         group = by_partition.setdefault(key_partition(subject.encode(), partitions), {})
-        group.setdefault(subject, []).append(observation.to_json_dict())
+        group.setdefault(subject, []).append(observation.to_row())
     for partition, groups in by_partition.items():
         yield partition, orjson.dumps(groups)
+
+
+def read_observation_batch(value: bytes) -> Iterator[tuple[str, list[Observation]]]:
+    """The (subject, observations) groups of one :func:`observation_batches` message; ValueError if malformed."""
+    try:
+        groups = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("observation batch is not JSON") from exc
+    if not isinstance(groups, dict):
+        raise ValueError("observation batch is not an object")
+    for subject, rows in groups.items():
+        if not isinstance(rows, list):
+            raise ValueError("observation batch group is not a list")
+        yield subject, [Observation.from_row(subject, row) for row in rows]
 
 
 class PollOutputs:
@@ -246,7 +260,7 @@ class BatchIngest(Service):
                 outcome = process(payload, ingest)
                 count(outcome)
                 source = Source(tp.topic, tp.partition, message.offset, ingest)
-                for output, key, value in outcome_messages(outcome, payload, source, sealer, observations=False):
+                for output, key, value in outcome_messages(outcome, payload, source, sealer):
                     outputs.add(names[output], key, value)
                 if self._detecting:
                     observations.extend(outcome.observations)

@@ -18,6 +18,7 @@ class RouteCounters:
         self.analytics_records = 0
         self.abuse_records = 0
         self.alerts = 0  # stateful detections (counted where the detector runs)
+        self.undecodable_observations = 0  # observation batches the detector could not read (skipped)
 
     def count(self, outcome: Outcome) -> None:
         self.input += 1
@@ -63,5 +64,7 @@ class RouteCounters:
             f'pseudonymizer_output_records_total{{app="{app_id}",topic="analytics"}} {self.analytics_records}',
             f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse",kind="event"}} {self.abuse_records}',
             f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse",kind="alert"}} {self.alerts}',
+            "# TYPE pseudonymizer_undecodable_observation_batches_total counter",
+            f'pseudonymizer_undecodable_observation_batches_total{{app="{app_id}"}} {self.undecodable_observations}',
         ]
         return "\n".join(lines) + "\n"

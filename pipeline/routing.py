@@ -1,8 +1,8 @@
 """One outcome -> the messages it produces: shared by the stream worker, the file mode and the benchmarks.
 
 Keeping this in one place means the topics (or files) every mode writes hold byte-for-byte the same
-records: analytics records, per-record abuse events keyed by subject, the pseudonymized observations for
-the detector (stream only), and the sealed quarantine envelope.
+records: analytics records, per-record abuse events keyed by subject, and the sealed quarantine envelope.
+(The stream worker also writes the outcome's observations for its detector: pipeline/ingest.py.)
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Source:
 
 
 def outcome_messages(
-    outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer, *, observations: bool
+    outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer
 ) -> Iterator[tuple[Output, bytes | None, bytes]]:
     """Yield (output, key, value) for every record the outcome sends; keys are security pseudonyms or None."""
     dumps = orjson.dumps
@@ -45,9 +45,6 @@ def outcome_messages(
     for record in outcome.abuse:
         # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
         yield Output.ABUSE, record["subject"].encode(), dumps(record)
-    if observations:
-        for observation in outcome.observations:
-            yield Output.OBSERVATIONS, observation.subject.encode(), dumps(observation.to_json_dict())
     if outcome.route is Route.QUARANTINE:
         envelope = quarantine_record(
             reason=outcome.reason or "unknown",

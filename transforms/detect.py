@@ -139,6 +139,7 @@ from transforms.signals import RULES
 
 __all__ = [
     "DEFAULT_RULES",
+    "MATCH_MEMO_SIZE",
     "MAX_EVIDENCE_PATH",
     "MAX_PENDING",
     "STATIC_EXTENSIONS",
@@ -154,6 +155,8 @@ ALERT_SCHEMA: Final = "abuse/1"
 STATE_VERSION: Final = 1
 # Event times of a bucket kept for exact out-of-order insertion (older ones fold into its anchor).
 MAX_PENDING: Final = 64
+# Distinct (kind, outcome, method, status, bot, signals, path) combinations whose matching rules are remembered.
+MATCH_MEMO_SIZE: Final = 1 << 16
 # Evidence paths are cut to this many characters: the URL policy bounds paths, but a policy change must
 # not be able to grow the detector state.
 MAX_EVIDENCE_PATH: Final = 512
@@ -759,7 +762,7 @@ class Detector:
     [('ssh.persistent_bruteforce', 5, '2023-11-14T22:13:24Z'), ('ssh.bruteforce', 6, '2023-11-14T22:13:25Z')]
     """
 
-    __slots__ = ("_by_id", "_by_kind", "_evidence", "_window", "rule_ids")
+    __slots__ = ("_by_id", "_by_kind", "_evidence", "_matches", "_window", "rule_ids")
 
     rule_ids: tuple[str, ...]
 
@@ -770,6 +773,9 @@ class Detector:
         self._window = max_out_of_order_s
         self._evidence = evidence_samples
         self._by_kind: dict[str, tuple[_Rule, ...]] = {}
+        # The rules an observation matches depend on these fields only (see _compile_match); traffic repeats
+        # them, so the predicates run once per distinct combination (about a quarter of the detector's time).
+        self._matches: dict[tuple[Any, ...], tuple[_Rule, ...]] = {}
 
     @classmethod
     def build(cls, params: DetectionParams) -> Detector:
@@ -792,8 +798,14 @@ class Detector:
         t = obs.time
         if not isinstance(t, int | float) or not math.isfinite(t):
             return state, []  # a time that cannot be placed in event time changes nothing
-        candidates = self._by_kind.get(obs.kind, self._by_kind[""])
-        matched = [rule for rule in candidates if rule.matches(obs)]
+        signature = (obs.kind, obs.ssh_outcome, obs.method, obs.status, obs.bot, obs.signals, obs.path)
+        matched = self._matches.get(signature)
+        if matched is None:
+            candidates = self._by_kind.get(obs.kind, self._by_kind[""])
+            matched = tuple(rule for rule in candidates if rule.matches(obs))
+            if len(self._matches) >= MATCH_MEMO_SIZE:
+                self._matches.clear()
+            self._matches[signature] = matched
         if state is None or state.get("v") != STATE_VERSION:  # unknown versions are not guessed at
             if not matched:
                 return None, []
@@ -815,7 +827,7 @@ class Detector:
             alert = self._count(rule, buckets, quiet, obs, latest - self._window)
             if alert is not None:
                 alerts.append(alert)
-        return self._prune(latest, late, buckets, quiet), alerts
+        return self._prune(latest, late, buckets, quiet, keep_watermark=True), alerts
 
     def expire(self, state: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
         """Drop drained buckets and ended quiet periods as of event time ``now``; None when nothing is left.
@@ -828,7 +840,7 @@ class Detector:
         if not math.isfinite(now):
             return state
         latest = max(state["t"], float(now))
-        return self._prune(latest, state.get("late", 0), dict(state["b"]), dict(state["q"]))
+        return self._prune(latest, state.get("late", 0), dict(state["b"]), dict(state["q"]), keep_watermark=False)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -909,8 +921,21 @@ class Detector:
         return alert
 
     def _prune(
-        self, latest: float, late: int, buckets: dict[str, dict[str, Any]], quiet: dict[str, float]
+        self,
+        latest: float,
+        late: int,
+        buckets: dict[str, dict[str, Any]],
+        quiet: dict[str, float],
+        *,
+        keep_watermark: bool,
     ) -> dict[str, Any] | None:
+        """Settle buckets and drop ended quiet periods as of ``latest``.
+
+        ``keep_watermark``: with nothing left, keep the subject's latest event time rather than forgetting the
+        subject. Forgetting it would make an observation from before the window (older than an alert's quiet
+        period, already dropped) look new, and fire that alert again inside its quiet period (found by the
+        property test). The periodic :meth:`expire` sweep drops such states once the stream has moved on.
+        """
         cutoff = latest - self._window
         kept: dict[str, dict[str, Any]] = {}
         for rule_id, bucket in buckets.items():
@@ -918,7 +943,7 @@ class Detector:
             if rule is not None and (settled := rule.settle(bucket, cutoff)) is not None:
                 kept[rule_id] = settled
         quiet = {rule_id: until for rule_id, until in quiet.items() if until > cutoff and rule_id in self._by_id}
-        if not kept and not quiet:
+        if not kept and not quiet and not keep_watermark:
             return None
         state: dict[str, Any] = {"v": STATE_VERSION, "t": latest, "b": kept, "q": quiet}
         if late:

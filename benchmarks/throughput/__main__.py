@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="run the product's throughput process(es) under cProfile (slower!) and write the stats into DIR",
     )
     parser.add_argument("--note", action="append", default=[], help="a remark recorded in the results (repeatable)")
+    parser.add_argument(
+        "--product-env",
+        action="append",
+        default=[],
+        metavar="PSEUDO_NAME=VALUE",
+        help="a setting for the product's worker only, to measure a tuning knob (repeatable; recorded as a note)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--port", type=int, default=29092, help="port of the broker this run starts")
     parser.add_argument("--seed", type=int, default=7)
@@ -67,9 +74,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         port=args.port,
         controller_port=args.port + 1,
         profile_dir=args.profile_product,
-        notes=tuple(args.note),
+        product_env=tuple(_setting(item) for item in args.product_env),
+        notes=tuple(args.note) + tuple(f"product setting: {item}" for item in args.product_env),
         command=shlex.join(["python", "-m", "benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)]),
     )
+
+
+def _setting(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.startswith("PSEUDO_"):
+        raise SystemExit(f"--product-env takes PSEUDO_NAME=VALUE, not {item!r}")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:

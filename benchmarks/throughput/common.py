@@ -39,6 +39,6 @@ def build_router(runtime: Runtime) -> Router:
 
     def route(raw: bytes, ingest: datetime, topic: str, partition: int, offset: int) -> Iterator[Message]:
         source = Source(topic, partition, offset, ingest)
-        return outcome_messages(process(raw, ingest), raw, source, sealer, observations=False)
+        return outcome_messages(process(raw, ingest), raw, source, sealer)
 
     return route

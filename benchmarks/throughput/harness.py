@@ -84,6 +84,7 @@ class Options:
     command: str = "python -m benchmarks.throughput"
     profile_dir: Path | None = None  # run product's throughput processes under cProfile, stats written here
     notes: tuple[str, ...] = ()  # remarks from the command line, recorded with the results
+    product_env: tuple[tuple[str, str], ...] = ()  # extra PSEUDO_* settings for the product (a knob's effect)
 
 
 class SystemFailed(RuntimeError):
@@ -202,6 +203,8 @@ class Run:
             "PSEUDO_DATA_DIR": str(self.work / f"{app}-{index}"),
             "PSEUDO_METRICS_PORT": str(_free_port()),
         }
+        if system == "product":
+            env.update(self.options.product_env)
         command = [sys.executable, "-m", MODULES[system]] + (["worker"] if system == "product" else [])
         if self.options.profile_dir is not None and system == "product" and "-tput" in app:
             self.options.profile_dir.mkdir(parents=True, exist_ok=True)

@@ -446,9 +446,28 @@ def test_buckets_drop_once_drained_at_the_cutoff() -> None:
     detect = _detector(_rule(5, 10.0), window=60.0)
     state, _ = run(detect, [ssh(0)])
     state, _ = detect(state, http(50))  # matches nothing (the rule counts ssh), moves time on
-    assert state is not None  # cutoff -10 s: an event at -5 s would still find the bucket at 0.5
+    assert state is not None
+    assert state["b"]  # cutoff -10 s: an event at -5 s would still find the bucket at 0.5
     state, _ = detect(state, http(80))
-    assert state is None  # cutoff 20 s: drained since 10 s, and nothing accepted can be older
+    # cutoff 20 s: drained since 10 s, and nothing accepted can be older; only the subject's latest time is
+    # kept (so that older events stay late), until the stream-time sweep drops it
+    assert state == {"v": 1, "t": T0 + 80, "b": {}, "q": {}}
+    assert detect.expire(state, T0 + 80) is None
+
+
+def test_an_old_event_after_the_state_drained_is_still_late() -> None:
+    """Found by the quiet-period property test: once a subject's buckets and quiet periods were pruned, an
+    event from before the window used to start afresh and could alert again inside a quiet period."""
+    detect = _detector(_rule(1, 5.0, quiet_s=300.0), window=300.0)
+    state, first = run(detect, [ssh(0), ssh(0), http(1000)])  # the alert, then time moves on: all pruned
+    assert len(first) == 1
+    again = []
+    for obs in (ssh(210), ssh(210)):  # inside the quiet period, and older than the window
+        state, alerts = detect(state, obs)
+        again += alerts
+    assert again == []
+    assert state is not None
+    assert state.get("late") == 2
 
 
 def test_expire_drops_what_the_stream_time_has_passed() -> None:
