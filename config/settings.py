@@ -55,6 +55,10 @@ class Settings(BaseModel):
     store: str = Field("rocksdb://", pattern=r"^(rocksdb|memory)://$")
     observation_retention_days: float = Field(1, gt=0)
     detector_expire_interval_s: float = Field(60.0, gt=0)  # how often drained detector state is dropped
+    # Standby copies of the detector table on other workers (faust's default is 1): each one replays another
+    # worker's changelog all the time. 0 by default: a worker taking over partitions then restores their
+    # state from the changelog first (README "Performance" has the measured cost of a standby).
+    table_standby_replicas: int = Field(0, ge=0, le=3)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")

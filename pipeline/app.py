@@ -46,6 +46,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # The detector table's changelog is keyed by subject: same partitions as aiokafka's, hash cached.
         producer_partitioner=default_partitioner,
         broker_max_poll_records=settings.max_poll_records,
+        table_standby_replicas=settings.table_standby_replicas,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         # Waiting for empty streams on rebalance/stop stalled batched agents for a second or more (p50 latency

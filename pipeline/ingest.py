@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger("pseudonymizer.ingest")
 
 # A partition fetch of 4 MiB holds a full poll of typical log records (about 500 bytes each).
 MAX_PARTITION_FETCH_BYTES = 4 * 2**20
+# Polls processed ahead of the broker's acknowledgement of earlier ones (bounds replay after a crash).
+MAX_POLLS_IN_FLIGHT = 2
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -132,15 +135,14 @@ class PollOutputs:
         return [await send(builder, topic, partition=partition) for topic, partition, builder in batches]
 
 
-class _FinishPollBeforeRevoke(ConsumerRebalanceListener):
-    """A rebalance waits for the poll in flight, so its offsets are committed by the worker that did it."""
+class _SettleBeforeRevoke(ConsumerRebalanceListener):
+    """A rebalance waits for the polls in flight, so their offsets are committed by the worker that did them."""
 
-    def __init__(self, in_flight: asyncio.Lock) -> None:
-        self._in_flight = in_flight
+    def __init__(self, ingest: BatchIngest) -> None:
+        self._ingest = ingest
 
     async def on_partitions_revoked(self, revoked: object) -> None:
-        async with self._in_flight:
-            pass
+        await self._ingest.settle_all()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         return None
@@ -171,7 +173,11 @@ class BatchIngest(Service):
             Output.QUARANTINE: settings.quarantine_topic,
             Output.OBSERVATIONS: settings.observation_topic,
         }
-        self._in_flight = asyncio.Lock()
+        # Polls whose outputs are sent but not yet acknowledged, oldest first, with the offsets to commit
+        # once they are. Processing the next poll while the broker acknowledges the last one keeps the CPU
+        # busy (commit order stays poll order, so a commit never passes an unacknowledged output).
+        self._pending: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
+        self._lock = asyncio.Lock()
         self._partition_counts: dict[str, int] = {}
         self._polls = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -213,18 +219,32 @@ class BatchIngest(Service):
                 f"topic {settings.observation_topic} has {observed} partitions, expected {settings.partitions} "
                 "(PSEUDO_PARTITIONS): delete it or set PSEUDO_PARTITIONS to match"
             )
-        self._consumer.subscribe([settings.input_topic], listener=_FinishPollBeforeRevoke(self._in_flight))
+        self._consumer.subscribe([settings.input_topic], listener=_SettleBeforeRevoke(self))
         await self._consumer.start()
         log.info("ingest: reading %s as consumer group %s", settings.input_topic, self.group_id)
 
     async def on_stop(self) -> None:
-        # Let the poll in flight finish and commit, then leave the group and flush the producer.
-        async with self._in_flight:
+        # Let the polls in flight finish and commit, then leave the group and flush the producer.
+        await self.settle_all()
+        async with self._lock:
             if self._consumer is not None:
                 with contextlib.suppress(Exception):
                     await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+
+    async def settle_all(self) -> None:
+        async with self._lock:
+            await self._settle(keep=0)
+
+    async def _settle(self, keep: int) -> None:
+        """Wait for the oldest polls' acknowledgements and commit their offsets until ``keep`` are in flight."""
+        assert self._consumer is not None
+        while len(self._pending) > keep:
+            delivered, offsets = self._pending[0]
+            await delivered
+            self._pending.popleft()
+            await self._consumer.commit(offsets)
 
     @Service.task
     async def _consume(self) -> None:
@@ -232,19 +252,23 @@ class BatchIngest(Service):
         assert consumer is not None
         while not self.should_stop:
             try:
-                polled = await consumer.getmany(timeout_ms=200)
+                # With a poll in flight, look for more without blocking; idle, wait up to 200 ms.
+                polled = await consumer.getmany(timeout_ms=0 if self._pending else 200)
             except Exception:
                 if self.should_stop:  # the consumer was stopped under us: normal shutdown
                     return
                 raise
-            if not polled:
-                continue
-            async with self._in_flight:
+            async with self._lock:
                 if self.should_stop:
                     return  # not committed: the next owner reads this poll again
-                await self._handle(polled)
+                if polled:
+                    self._pending.append(await self._handle(polled))
+                # Keep at most MAX_POLLS_IN_FLIGHT unacknowledged; with nothing new, settle the oldest (and so
+                # all of them, poll by poll, while the input stays idle).
+                await self._settle(keep=MAX_POLLS_IN_FLIGHT if polled else max(0, len(self._pending) - 1))
 
-    async def _handle(self, polled: Mapping[Any, list[Any]]) -> None:
+    async def _handle(self, polled: Mapping[Any, list[Any]]) -> tuple[asyncio.Future[Any], dict[Any, int]]:
+        """Process one poll and hand its outputs to the producer; (their acknowledgement, offsets to commit)."""
         assert self._consumer is not None
         assert self._producer is not None
         self._polls += 1
@@ -269,7 +293,6 @@ class BatchIngest(Service):
             topic = names[Output.OBSERVATIONS]
             for partition, value in observation_batches(observations, self._partition_counts[topic]):
                 outputs.add(topic, None, value, partition)
-        # Offsets are committed only once the broker holds every output of the poll: a crash in between
-        # replays the poll (at-least-once), it never skips it.
-        await asyncio.gather(*await outputs.send())
-        await self._consumer.commit(offsets)
+        # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash
+        # in between replays the poll (at-least-once), it never skips it.
+        return asyncio.gather(*await outputs.send()), offsets
