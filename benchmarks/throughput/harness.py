@@ -190,11 +190,28 @@ class Run:
         app = f"{self.prefix}-{system}-{tag}"
         return app, {name: f"{app}.{name}" for name in ("analytics", "abuse", "quarantine")}
 
+    def _policy_without_detection(self) -> Path:
+        """The shipped policy with ``[detection] enabled = false``: everything else as shipped."""
+        path = self.work / "policy-without-detection.toml"
+        text = (ROOT / "config" / "policy.toml").read_text()
+        changed = text.replace("[detection]\nenabled = true", "[detection]\nenabled = false", 1)
+        if changed == text:
+            raise SystemFailed("config/policy.toml: no '[detection]\\nenabled = true' to switch off")
+        path.write_text(changed)
+        return path
+
     def _spawn(
-        self, system: str, app: str, topics: dict[str, str], input_topic: str, index: int
+        self,
+        system: str,
+        app: str,
+        topics: dict[str, str],
+        input_topic: str,
+        index: int,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         env = {
             **self.base_env,
+            **(extra_env or {}),
             "PSEUDO_APP_ID": app,
             "PSEUDO_INPUT_TOPIC": input_topic,
             "PSEUDO_ANALYTICS_TOPIC": topics["analytics"],
@@ -266,26 +283,35 @@ class Run:
 
     # ------------------------------------------------------------------------------------- throughput
 
-    async def throughput(self, system: str, processes: int = 1) -> dict[str, Any]:
+    async def throughput(
+        self, system: str, processes: int = 1, *, run: int = 0, without_detection: bool = False
+    ) -> dict[str, Any]:
         """Events/s over the shared input, written to a fresh topic once every process has joined its consumer
         groups: start-up, group join and first partition assignment stay outside the window, and no process
-        starts alone only to hand partitions over mid-run."""
-        tag = "tput" if processes == 1 else f"tput{processes}p"
+        starts alone only to hand partitions over mid-run. ``without_detection``: the product with the
+        policy's stateful detection switched off (the same work as the baselines)."""
+        tag = ("tput" if processes == 1 else f"tput{processes}p") + (f"r{run}" if run else "")
+        tag += "-nodet" if without_detection else ""
         app, topics = self._names(system, tag)
         outputs = list(topics.values())
         await self.inspector.create_topics(outputs, self.options.partitions, log_append_time=True)
+        detecting = system == "product" and not without_detection
         # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
         # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
-        internal = [f"{app}-observations"] if system == "product" else []
-        window_topics = outputs + ([f"{app}-detector-state-changelog"] if system == "product" else [])
+        internal = [f"{app}-observations"] if detecting else []
+        window_topics = outputs + ([f"{app}-detector-state-changelog"] if detecting else [])
         # The product reads the raw topic in its own consumer group (pipeline/ingest.py); faust's group reads
         # the observations.
         input_group = f"{app}-ingest" if system == "product" else app
-        groups = [input_group] + ([app] if system == "product" else [])
+        groups = [input_group] + ([app] if detecting else [])
         input_topic = f"{app}.input"
         await self.inspector.create_topics([input_topic], self.options.partitions, log_append_time=False)
-        self.log(f"{system}: throughput over {self.events} records, {processes} process(es)")
-        procs = [self._spawn(system, app, topics, input_topic, i) for i in range(processes)]
+        self.log(
+            f"{system}: throughput over {self.events} records, {processes} process(es)"
+            + (", detection off" if without_detection else "")
+        )
+        extra = {"PSEUDO_POLICY": str(self._policy_without_detection())} if without_detection else {}
+        procs = [self._spawn(system, app, topics, input_topic, i, extra) for i in range(processes)]
         sampler = Sampler(self._groups(procs))
         began = time.monotonic()
         try:
@@ -487,15 +513,31 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
                 failed = True
                 log(f"{system}: FAILED: {exc}")
                 rows.setdefault(system, {})["error"] = str(exc)[:2000]
+        if "product" in systems and not options.quick and "error" not in rows.get("product", {"error": 1}):
+            try:
+                rows["product"]["without_detection"] = await state.throughput("product", without_detection=True)
+            except SystemFailed as exc:
+                failed = True
+                log(f"product without detection: FAILED: {exc}")
         if "product" in systems and options.scaling and "error" not in rows.get("product", {"error": 1}):
             try:
+                # Runs of a few seconds on a shared machine vary by 10-20 %: two runs of each, alternating,
+                # and the ratio of their means.
                 two = await state.throughput("product", processes=2)
-                one = rows["product"]["events_per_s"]
+                one_again = await state.throughput("product", processes=1, run=2)
+                two_again = await state.throughput("product", processes=2, run=2)
+                ones = [rows["product"]["events_per_s"], one_again["events_per_s"]]
+                twos = [two["events_per_s"], two_again["events_per_s"]]
+                one = round(sum(ones) / 2, 1) if all(ones) else None
+                two_mean = round(sum(twos) / 2, 1) if all(twos) else None
                 scaling = {
                     "partitions": options.partitions,
                     "one_process_events_per_s": one,
-                    "two_process_events_per_s": two["events_per_s"],
-                    "ratio": round(two["events_per_s"] / one, 3) if one and two["events_per_s"] else None,
+                    "two_process_events_per_s": two_mean,
+                    "ratio": round(two_mean / one, 3) if one and two_mean else None,
+                    "one_process_runs": ones,
+                    "two_process_runs": twos,
+                    "cpu_bound_ceiling": _cpu_bound_ceiling(rows["product"], one_again, machine.get("cores")),
                     "two_process": two,
                 }
             except SystemFailed as exc:
@@ -538,6 +580,19 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
         "generated": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
     }
+
+
+def _cpu_bound_ceiling(first: dict[str, Any], second: dict[str, Any], cpus: int | None) -> float | None:
+    """The most 2 processes could give over 1 on this machine if CPU were the only limit, over the one-process
+    rate: each worker at most one core, and the machine's cores shared by the workers and the broker at their
+    one-process CPU per event."""
+    runs = [r for r in (first, second) if r.get("events_per_s") and r.get("broker_cpu_s_per_million") is not None]
+    if not cpus or not runs:
+        return None
+    worker = sum(r["cpu_s_per_million"] for r in runs) / len(runs) / 1e6
+    broker = sum(r["broker_cpu_s_per_million"] for r in runs) / len(runs) / 1e6
+    rate = sum(r["events_per_s"] for r in runs) / len(runs)
+    return round(min(2 / worker, cpus / (worker + broker)) / rate, 3)
 
 
 def _system_row(name: str, row: dict[str, Any]) -> dict[str, Any]:

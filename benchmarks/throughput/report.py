@@ -140,16 +140,43 @@ def markdown(doc: dict[str, Any]) -> str:
             p50, p99 = row.get(f"p50_ms_at_{pct}pct"), row.get(f"p99_ms_at_{pct}pct")
             cells.append("–" if p50 is None else f"{_fmt(p50, 1)} / {_fmt(p99, 1)}")
         lines.append("| " + " | ".join(cells) + " |")
+    rows = {row["system"]: row for row in doc["systems"]}
+    bare = rows.get("product", {}).get("without_detection")
+    if bare and bare.get("events_per_s"):
+        versus = [
+            f"×{_fmt(bare['events_per_s'] / rows[name]['events_per_s'], 2)} of `{name}`"
+            for name in ("limit", "aiokafka", "quixstreams", "faust-naive")
+            if rows.get(name, {}).get("events_per_s")
+        ]
+        lines += [
+            "",
+            f"**product with detection off** (`[detection] enabled = false`: the same work as the other systems): "
+            f"{_fmt(bare['events_per_s'])} events/s, {_fmt(bare['cpu_s_per_million'], 1)} CPU s/M"
+            + (f", {', '.join(versus)}." if versus else "."),
+        ]
     scaling = doc.get("product_scaling")
     if scaling and "ratio" in scaling:
         two = scaling["two_process"]
+        runs = ""
+        if scaling.get("two_process_runs"):
+            runs = (
+                f" (means of two runs each: {', '.join(_fmt(v) for v in scaling['two_process_runs'])} vs "
+                f"{', '.join(_fmt(v) for v in scaling['one_process_runs'])})"
+            )
+        ceiling = scaling.get("cpu_bound_ceiling")
         lines += [
             "",
             f"**product, 2 worker processes** on the same {scaling['partitions']}-partition input: "
             f"{_fmt(scaling['two_process_events_per_s'])} events/s vs {_fmt(scaling['one_process_events_per_s'])} "
-            f"with one (×{_fmt(scaling['ratio'], 2)}), {_fmt(two['cpu_s_per_million'], 1)} CPU s/M, peak RSS per "
-            f"process {two['peak_rss_mb_per_process']} MB, broker CPU share "
-            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%.",
+            f"with one (×{_fmt(scaling['ratio'], 2)}){runs}, {_fmt(two['cpu_s_per_million'], 1)} CPU s/M, peak RSS "
+            f"per process {two['peak_rss_mb_per_process']} MB, broker CPU share "
+            f"{_fmt((two.get('broker_cpu_share') or 0) * 100)}%."
+            + (
+                f" If CPU were the only limit, this machine ({doc['machine'].get('cores')} cores shared with the "
+                f"broker) would allow at most ×{_fmt(ceiling, 2)}."
+                if ceiling
+                else ""
+            ),
         ]
     limit = next((r for r in doc["systems"] if r["system"] == "limit" and r.get("with_detector")), None)
     if limit:
