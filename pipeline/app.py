@@ -27,6 +27,8 @@ from pipeline.runtime import Runtime
 
 log = logging.getLogger("pseudonymizer")
 
+CHANGELOG_BUFFER_MESSAGES = 20_000
+
 
 def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust.App:
     settings = runtime.settings
@@ -75,6 +77,12 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # faust's Topic.send/send_soon wrap each record in futures, attachments and a buffer (about half
         # of the detector's CPU per alert, measured); alerts need none of it: hand them to the producer.
         return await app.producer.send(topic, key, value, partition, timestamp, headers)
+
+    # Table writes queue their changelog records in faust's producer buffer; past 100 queued, faust pauses
+    # every stream until it drains ("producer buffer full"). A poll updates one state per active subject,
+    # often more than 100: the pause stalled the detector for up to 0.12 s a poll (measured). Writes stay
+    # bounded by the subjects of one batch of observation messages.
+    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
 
     # The raw topic is read poll by poll outside faust's per-event machinery (pipeline/ingest.py says why);
     # faust accepts a service instance here (App._prepare_subservice), its signature only says "class".

@@ -69,3 +69,24 @@ def test_document_check_rejects_a_row_without_the_promised_keys() -> None:
                 ],
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("worker", "broker", "rate", "cores", "expected"),
+    [
+        # 2 cores shared with the broker: 2 / (50 + 25) us = 26,667/s at most, over 10,000/s
+        (50.0, 25.0, 10_000.0, 2, 2.667),
+        # enough cores: each worker is bound by its own core, 1 / 50 us = 20,000/s each
+        (50.0, 25.0, 10_000.0, 8, 4.0),
+        # a worker already at its full core: 2 processes can at most double it
+        (50.0, 0.0, 20_000.0, 4, 2.0),
+    ],
+)
+def test_cpu_bound_ceiling(worker: float, broker: float, rate: float, cores: int, expected: float) -> None:
+    """The scaling ceiling is the CPU-bound two-process rate over the measured one-process rate."""
+    from benchmarks.throughput.harness import _cpu_bound_ceiling
+
+    run = {"events_per_s": rate, "cpu_s_per_million": worker, "broker_cpu_s_per_million": broker}
+    assert _cpu_bound_ceiling(run, run, cores) == expected
+    assert _cpu_bound_ceiling(run, {}, cores) == expected  # a failed second run is left out
+    assert _cpu_bound_ceiling(run, run, None) is None
