@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from typing import cast
 
 import faust
 import orjson
 from aiohttp import web
+from faust.types import TP, StoreT
 
 from pipeline.ingest import BatchIngest, default_partitioner, key_partition, read_observation_batch
 from pipeline.metrics import RouteCounters
@@ -71,17 +71,9 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     abuse_topic = settings.abuse_topic
     dumps = orjson.dumps
 
-    async def produce(
-        topic: str, key: bytes | None, value: bytes, partition: None, timestamp: None, headers: None
-    ) -> Awaitable[object]:
-        # faust's Topic.send/send_soon wrap each record in futures, attachments and a buffer (about half
-        # of the detector's CPU per alert, measured); alerts need none of it: hand them to the producer.
-        return await app.producer.send(topic, key, value, partition, timestamp, headers)
-
-    # Table writes queue their changelog records in faust's producer buffer; past 100 queued, faust pauses
-    # every stream until it drains ("producer buffer full"). A poll updates one state per active subject,
-    # often more than 100: the pause stalled the detector for up to 0.12 s a poll (measured). Writes stay
-    # bounded by the subjects of one batch of observation messages.
+    # Table writes through faust (the expiry sweep's) queue their changelog records in faust's producer
+    # buffer; past 100 queued, faust pauses every stream until it drains ("producer buffer full"), which
+    # stalled the detector for up to 0.12 s at a time (measured, when every state write went this way).
     app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
 
     # The raw topic is read poll by poll outside faust's per-event machinery (pipeline/ingest.py says why);
@@ -109,14 +101,18 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             latest_event_time = 0.0
             latest_by_partition: dict[int, faust.EventT[bytes]] = {}
             next_sweep = time.monotonic() + settings.detector_expire_interval_s
+            store = cast(StoreT, states.data)  # the table's store (memory or RocksDB): see the changelog note below
+            changelog = states.changelog_topic.get_topic_name()
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-                deliveries: list[Awaitable[object]] = []
+                await ingest.ready.wait()  # alerts and changelog records go out through its producer
+                outputs = ingest.outputs()
                 for event in batch:
-                    # The table's store (RocksDB: one database per partition) and its changelog both read
-                    # "the current event"; a batch has none unless we name it, as per-event iteration does.
-                    # Every subject in the message hashes to the message's partition (observation_batches).
+                    # The table's store (RocksDB: one database per partition) reads "the current event"; a
+                    # batch has none unless we name it, as per-event iteration does. Every subject in the
+                    # message hashes to the message's partition (observation_batches), as does its changelog.
                     stream._set_current_event(event)
-                    latest_by_partition[event.message.partition] = event
+                    partition = event.message.partition
+                    latest_by_partition[partition] = event
                     try:
                         groups = list(read_observation_batch(event.message.value or b"{}"))
                     except (ValueError, TypeError):
@@ -127,20 +123,33 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                         continue
                     for subject, observations_of_subject in groups:
                         key = subject.encode()
-                        stored = states.get(key)
+                        stored = store.get(key)
                         state = orjson.loads(stored) if stored else None
                         for observation in observations_of_subject:
                             latest_event_time = max(latest_event_time, observation.time)
                             state, alerts = detector(state, observation)
                             counters.alerts += len(alerts)
                             for alert in alerts:
-                                deliveries.append(await produce(abuse_topic, key, dumps(alert), None, None, None))
-                        # One table write (and changelog record) per subject per poll, not per event.
+                                outputs.add(abuse_topic, key, dumps(alert))
+                        # One state write and changelog record per subject per poll, not per event. Written
+                        # here as the table would (raw key and value, tombstone on delete, the key's
+                        # partition) but in record batches: faust's per-record changelog path cost more than
+                        # the detection itself (README "Performance").
                         if state is None:
-                            states.pop(key, None)
+                            if stored is not None:
+                                del store[key]
+                                outputs.add(changelog, key, None, partition)
                         else:
-                            states[key] = dumps(state)
-                await asyncio.gather(*deliveries)
+                            value = dumps(state)
+                            store[key] = value
+                            outputs.add(changelog, key, value, partition)
+                sent = await outputs.send_batches()
+                await asyncio.gather(*(batch.delivered for batch in sent))
+                for written in sent:
+                    if written.topic == changelog:
+                        # What the table's own send callback does: the store remembers how far the changelog
+                        # is applied, so that a restart replays only what came after.
+                        store.set_persisted_offset(TP(changelog, written.partition), written.last_offset)
                 if time.monotonic() >= next_sweep:
                     # Drop fully leaked buckets so the table holds only subjects active in event time. This
                     # runs inside the agent (not a timer) because the store needs an event of the key's

@@ -21,6 +21,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,7 +113,8 @@ class PollOutputs:
         self._full: list[tuple[str, int, Any]] = []
         self.records = 0
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """Append a record (``value`` None: a tombstone); ``partition`` None: the default partitioner's choice."""
         if partition is None:
             count = self._counts[topic]
             partition = key_partition(key, count) if key is not None else self._poll_number % count
@@ -129,10 +131,30 @@ class PollOutputs:
 
     async def send(self) -> list[Awaitable[object]]:
         """Hand every batch to the producer; returns their delivery futures."""
+        return [batch.delivered for batch in await self.send_batches()]
+
+    async def send_batches(self) -> list[SentBatch]:
+        """Hand every batch to the producer; returns where each went, its record count and its delivery."""
         batches = self._full + [(topic, partition, builder) for (topic, partition), builder in self._open.items()]
         self._full, self._open = [], {}
         send = self._producer.send_batch
-        return [await send(builder, topic, partition=partition) for topic, partition, builder in batches]
+        return [
+            SentBatch(topic, partition, builder.record_count(), await send(builder, topic, partition=partition))
+            for topic, partition, builder in batches
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    topic: str
+    partition: int
+    records: int
+    delivered: asyncio.Future[Any]  # resolves to aiokafka's RecordMetadata of the batch (its first offset)
+
+    @property
+    def last_offset(self) -> int:
+        """The offset of the batch's last record, once delivered."""
+        return int(self.delivered.result().offset) + self.records - 1
 
 
 class _SettleBeforeRevoke(ConsumerRebalanceListener):
@@ -178,6 +200,7 @@ class BatchIngest(Service):
         # busy (commit order stays poll order, so a commit never passes an unacknowledged output).
         self._pending: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
         self._lock = asyncio.Lock()
+        self.ready = asyncio.Event()  # set once the producer is started and the topics are known
         self._partition_counts: dict[str, int] = {}
         self._polls = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -221,7 +244,14 @@ class BatchIngest(Service):
             )
         self._consumer.subscribe([settings.input_topic], listener=_SettleBeforeRevoke(self))
         await self._consumer.start()
+        self.ready.set()
         log.info("ingest: reading %s as consumer group %s", settings.input_topic, self.group_id)
+
+    def outputs(self) -> PollOutputs:
+        """An empty set of record batches on this service's producer (the detector agent writes through it)."""
+        assert self._producer is not None
+        self._polls += 1
+        return PollOutputs(self._producer, self._partition_counts, self._polls)
 
     async def on_stop(self) -> None:
         # Let the polls in flight finish and commit, then leave the group and flush the producer.
@@ -271,8 +301,7 @@ class BatchIngest(Service):
         """Process one poll and hand its outputs to the producer; (their acknowledgement, offsets to commit)."""
         assert self._consumer is not None
         assert self._producer is not None
-        self._polls += 1
-        outputs = PollOutputs(self._producer, self._partition_counts, self._polls)
+        outputs = self.outputs()
         names, process, sealer, count = self._names, self._process, self._sealer, self._counters.count
         fromtimestamp, now = datetime.fromtimestamp, datetime.now
         observations: list[Observation] = []

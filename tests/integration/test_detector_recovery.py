@@ -68,3 +68,27 @@ def test_state_is_recovered_after_restart(kafka_bootstrap: str, tmp_path: Path) 
         sent = asyncio.run(produce(kafka_bootstrap, control["input"], _failed_logins(4, 4), partition=0))
         wait_for_input_count(control_env, sent)
     assert _alerts(kafka_bootstrap, control["abuse"]) == []
+
+
+def test_a_returning_worker_replays_what_others_wrote_after_its_own(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The detector writes its changelog in batches and records in its RocksDB store how far it is applied.
+
+    Worker A (data folder A) sees 2 failures; worker B (empty folder B) 2 more, recovered onto A's; A comes
+    back with its folder, which holds its own state and changelog position, and sees 1 more. Only 5 together
+    reach the SSH bucket: the alert proves A replayed B's update from after its recorded position (a position
+    set too far would skip it and leave A at 3).
+    """
+    keys = tmp_path / "keyring.json"
+    write_keyring(generate_keyring(), keys)
+    topics = _topics()
+    env_a = worker_env(kafka_bootstrap, topics, keys, tmp_path / "a")
+    env_b = worker_env(kafka_bootstrap, topics, keys, tmp_path / "b")
+    steps = [(env_a, _failed_logins(0, 2)), (env_b, _failed_logins(2, 2)), (env_a, _failed_logins(4, 1))]
+    for index, (env, lines) in enumerate(steps):
+        with running_worker(env, tmp_path / f"worker{index}.log"):
+            sent = asyncio.run(produce(kafka_bootstrap, topics["input"], lines, partition=0))
+            wait_for_input_count(env, sent)
+        alerts = _alerts(kafka_bootstrap, topics["abuse"])
+        if index < 2:
+            assert alerts == [], f"no alert before the fifth failure (step {index})"
+    assert any(str(a["rule"]).startswith("ssh.") for a in alerts), alerts
