@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import cast
 
 import faust
@@ -28,6 +30,20 @@ from pipeline.runtime import Runtime
 log = logging.getLogger("pseudonymizer")
 
 CHANGELOG_BUFFER_MESSAGES = 20_000
+
+
+@contextmanager
+def _naming_events(stream: faust.Stream[bytes]) -> Iterator[Callable[[faust.EventT[bytes]], None]]:
+    """Lets a batch name each of its events as the current one (the table's store reads it), then puts the
+    stream's own back. faust's take_events buffer reads ``stream.current_event`` for the message that
+    arrives while a batch is processed; left set to the batch's last event, it took that one in place of
+    the new message: one observation message skipped, another processed twice (found by the stream/file
+    equality test). So no await may happen inside the block."""
+    previous = stream.current_event
+    try:
+        yield stream._set_current_event
+    finally:
+        stream._set_current_event(previous)
 
 
 def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust.App:
@@ -106,45 +122,46 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 await ingest.ready.wait()  # alerts and changelog records go out through its producer
                 outputs = ingest.outputs()
-                for event in batch:
-                    # The table's store (RocksDB: one database per partition) reads "the current event"; a
-                    # batch has none unless we name it, as per-event iteration does. Every subject in the
-                    # message hashes to the message's partition (observation_batches), as does its changelog.
-                    stream._set_current_event(event)
-                    partition = event.message.partition
-                    latest_by_partition[partition] = event
-                    try:
-                        groups = list(read_observation_batch(event.message.value or b"{}"))
-                    except (ValueError, TypeError):
-                        # Only this app writes the topic; a record it cannot read (a version skew) is counted
-                        # and skipped rather than stopping detection for every subject.
-                        counters.undecodable_observations += 1
-                        log.warning("detector: skipped an undecodable observation batch (reason observation_batch)")
-                        continue
-                    for subject, observations_of_subject in groups:
-                        key = subject.encode()
-                        stored = store.get(key)
-                        state = orjson.loads(stored) if stored else None
-                        for observation in observations_of_subject:
-                            latest_event_time = max(latest_event_time, observation.time)
-                            state, alerts = detector(state, observation)
-                            counters.alerts += len(alerts)
-                            for alert in alerts:
-                                outputs.add(abuse_topic, key, dumps(alert))
-                        # One state write and changelog record per subject per poll, not per event. Written
-                        # here as the table would (raw key and value, tombstone on delete, the key's
-                        # partition) but in record batches: faust's per-record changelog path cost more than
-                        # the detection itself (README "Performance").
-                        if state is None:
-                            if stored is not None:
-                                del store[key]
-                                outputs.add(changelog, key, None, partition)
-                        else:
-                            value = dumps(state)
-                            store[key] = value
-                            outputs.add(changelog, key, value, partition)
+                with _naming_events(stream) as name:  # no await inside: see _naming_events
+                    for event in batch:
+                        # The table's store (RocksDB: one database per partition) reads "the current event"; a
+                        # batch has none unless we name it, as per-event iteration does. Every subject in the
+                        # message hashes to the message's partition (observation_batches), as does its changelog.
+                        name(event)
+                        partition = event.message.partition
+                        latest_by_partition[partition] = event
+                        try:
+                            groups = list(read_observation_batch(event.message.value or b"{}"))
+                        except (ValueError, TypeError):
+                            # Only this app writes the topic; a record it cannot read (a version skew) is counted
+                            # and skipped rather than stopping detection for every subject.
+                            counters.undecodable_observations += 1
+                            log.warning("detector: skipped an undecodable observation batch (reason observation_batch)")
+                            continue
+                        for subject, observations_of_subject in groups:
+                            key = subject.encode()
+                            stored = store.get(key)
+                            state = orjson.loads(stored) if stored else None
+                            for observation in observations_of_subject:
+                                latest_event_time = max(latest_event_time, observation.time)
+                                state, alerts = detector(state, observation)
+                                counters.alerts += len(alerts)
+                                for alert in alerts:
+                                    outputs.add(abuse_topic, key, dumps(alert))
+                            # One state write and changelog record per subject per poll, not per event. Written
+                            # here as the table would (raw key and value, tombstone on delete, the key's
+                            # partition) but in record batches: faust's per-record path (a future, a buffer entry
+                            # and a publish each) slowed and stalled the detector (README "Performance").
+                            if state is None:
+                                if stored is not None:
+                                    del store[key]
+                                    outputs.add(changelog, key, None, partition)
+                            else:
+                                value = dumps(state)
+                                store[key] = value
+                                outputs.add(changelog, key, value, partition)
                 sent = await outputs.send_batches()
-                await asyncio.gather(*(batch.delivered for batch in sent))
+                await asyncio.gather(*(written.delivered for written in sent))
                 for written in sent:
                     if written.topic == changelog:
                         # What the table's own send callback does: the store remembers how far the changelog
@@ -155,16 +172,17 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                     # runs inside the agent (not a timer) because the store needs an event of the key's
                     # partition to write to the right database.
                     next_sweep = time.monotonic() + settings.detector_expire_interval_s
-                    for key, stored in list(states.items()):
-                        owner = latest_by_partition.get(key_partition(key, partitions))
-                        if owner is None:
-                            continue
-                        stream._set_current_event(owner)
-                        kept = detector.expire(orjson.loads(stored), latest_event_time)
-                        if kept is None:
-                            states.pop(key, None)
-                        elif kept != orjson.loads(stored):
-                            states[key] = dumps(kept)
+                    with _naming_events(stream) as name:
+                        for key, stored in list(states.items()):
+                            owner = latest_by_partition.get(key_partition(key, partitions))
+                            if owner is None:
+                                continue
+                            name(owner)
+                            kept = detector.expire(orjson.loads(stored), latest_event_time)
+                            if kept is None:
+                                states.pop(key, None)
+                            elif kept != orjson.loads(stored):
+                                states[key] = dumps(kept)
 
     @app.timer(settings.stats_interval_s)
     async def log_counters() -> None:

@@ -95,7 +95,12 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
         time.sleep(0.3)
     else:
         raise AssertionError(f"worker processed {last and last['input']} of {expected} records in {timeout_s} s")
-    # The detector runs in a second agent behind a repartition topic: let it drain.
+    # The detector runs in a second agent behind a repartition topic: let it read all of it (faust commits
+    # what its agent has processed about every second), then wait for the counters to settle.
+    bootstrap = env["PSEUDO_BROKER"].removeprefix("kafka://")
+    observations = f"{env['PSEUDO_APP_ID']}-observations"
+    while time.monotonic() < deadline and not asyncio.run(_consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
+        time.sleep(0.3)
     stable = 0
     while stable < 4 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -104,6 +109,28 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
         last = current
     assert last is not None
     return last
+
+
+async def _consumed(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed up to the end of every partition of ``topic`` (True if it has none)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also loads the metadata partitions_for_topic reads
+            return True
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return True
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        committed = await admin.list_consumer_group_offsets(group)
+        return all(committed.get(tp) is not None and committed[tp].offset >= end for tp, end in ends.items() if end)
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[bytes], partition: int | None = None) -> int:
