@@ -121,7 +121,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             changelog = states.changelog_topic.get_topic_name()
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 await ingest.ready.wait()  # alerts and changelog records go out through its producer
-                outputs = ingest.outputs()
+                outputs = ingest.outputs(detector=True)
                 with _naming_events(stream) as name:  # no await inside: see _naming_events
                     for event in batch:
                         # The table's store (RocksDB: one database per partition) reads "the current event"; a

@@ -205,6 +205,7 @@ class BatchIngest(Service):
         self._polls = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._detector_producer: AIOKafkaProducer | None = None
 
     @property
     def group_id(self) -> str:
@@ -213,15 +214,22 @@ class BatchIngest(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap,
-            client_id=f"{settings.app_id}-ingest",
-            acks="all",
-            compression_type=None if settings.compression == "none" else settings.compression,
-            # Polls arrive as whole record batches (send_batch): lingering would only hold them back.
-            linger_ms=0,
-            max_batch_size=settings.producer_batch_bytes,
-        )
+
+        def producer(client_id: str) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap,
+                client_id=client_id,
+                acks="all",
+                compression_type=None if settings.compression == "none" else settings.compression,
+                # Polls arrive as whole record batches (send_batch): lingering would only hold them back.
+                linger_ms=0,
+                max_batch_size=settings.producer_batch_bytes,
+            )
+
+        self._producer = producer(f"{settings.app_id}-ingest")
+        # The detector's own: an aiokafka producer keeps one request in flight per broker, so sharing it
+        # queued the detector's writes behind the ingest's.
+        self._detector_producer = producer(f"{settings.app_id}-detector") if self._detecting else None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
             client_id=f"{settings.app_id}-ingest",
@@ -232,6 +240,8 @@ class BatchIngest(Service):
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         await self._producer.start()
+        if self._detector_producer is not None:
+            await self._detector_producer.start()
         for output, topic in self._names.items():
             if output is Output.OBSERVATIONS and not self._detecting:
                 continue
@@ -248,11 +258,12 @@ class BatchIngest(Service):
         self.ready.set()
         log.info("ingest: reading %s as consumer group %s", settings.input_topic, self.group_id)
 
-    def outputs(self) -> PollOutputs:
-        """An empty set of record batches on this service's producer (the detector agent writes through it)."""
-        assert self._producer is not None
+    def outputs(self, *, detector: bool = False) -> PollOutputs:
+        """An empty set of record batches on this service's producer (``detector``: the detector agent's)."""
+        producer = self._detector_producer if detector else self._producer
+        assert producer is not None
         self._polls += 1
-        return PollOutputs(self._producer, self._partition_counts, self._polls)
+        return PollOutputs(producer, self._partition_counts, self._polls)
 
     async def on_stop(self) -> None:
         # Let the polls in flight finish and commit, then leave the group and flush the producer.
@@ -263,6 +274,8 @@ class BatchIngest(Service):
                     await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+            if self._detector_producer is not None:
+                await self._detector_producer.stop()
 
     async def settle_all(self) -> None:
         async with self._lock:
