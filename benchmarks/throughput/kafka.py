@@ -39,7 +39,19 @@ class Broker:
             "KAFKA_CONTROLLER_PORT": str(controller_port),
             "KAFKA_STATE_DIR": str(state_dir),
         }
-        done = subprocess.run([str(KAFKA_SH), "start"], env=env, text=True, capture_output=True, check=False)
+        holder = _listener_pid(port)
+        if holder is not None:
+            # A broker left running (--keep-broker) or anything else: starting another one there waited forever.
+            raise RuntimeError(
+                f"port {port} is already in use (pid {holder}): reuse a broker with --bootstrap 127.0.0.1:{port}, "
+                "stop it, or pick another --port"
+            )
+        try:
+            done = subprocess.run(
+                [str(KAFKA_SH), "start"], env=env, text=True, capture_output=True, check=False, timeout=300
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"the broker on port {port} did not start within {exc.timeout:.0f} s") from None
         if done.returncode != 0:
             raise RuntimeError(f"could not start the broker on port {port}:\n{done.stderr[-3000:]}")
         pidfile = state_dir / f"broker-{port}.pid"
