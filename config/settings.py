@@ -108,6 +108,11 @@ class Settings(BaseModel):
         ]
 
     @property
+    def compression_type(self) -> str | None:
+        """The producers' ``compression_type`` (None for "none")."""
+        return None if self.compression == "none" else self.compression
+
+    @property
     def bootstrap(self) -> str:
         """``host:port[,host:port]`` for plain Kafka clients (faust takes the ``kafka://`` URL)."""
         return ",".join(part.removeprefix("kafka://") for part in self.broker.split(";"))

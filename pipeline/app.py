@@ -23,13 +23,11 @@ import orjson
 from aiohttp import web
 from faust.types import TP, StoreT
 
-from pipeline.ingest import BatchIngest, default_partitioner, key_partition, read_observation_batch
+from pipeline.ingest import BatchIngest, PollOutputs, default_partitioner, key_partition, read_observation_batch
 from pipeline.metrics import RouteCounters
 from pipeline.runtime import Runtime
 
 log = logging.getLogger("pseudonymizer")
-
-CHANGELOG_BUFFER_MESSAGES = 20_000
 
 
 @contextmanager
@@ -58,7 +56,7 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         web_enabled=False,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
-        producer_compression_type=None if settings.compression == "none" else settings.compression,
+        producer_compression_type=settings.compression_type,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_batch_bytes,
         # The detector table's changelog is keyed by subject: same partitions as aiokafka's, hash cached.
@@ -87,11 +85,6 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     abuse_topic = settings.abuse_topic
     dumps = orjson.dumps
 
-    # Table writes through faust (the expiry sweep's) queue their changelog records in faust's producer
-    # buffer; past 100 queued, faust pauses every stream until it drains ("producer buffer full"), which
-    # stalled the detector for up to 0.12 s at a time (measured, when every state write went this way).
-    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
-
     # The raw topic is read poll by poll outside faust's per-event machinery (pipeline/ingest.py says why);
     # faust accepts a service instance here (App._prepare_subservice), its signature only says "class".
     ingest = BatchIngest(settings, runtime.processor, runtime.sealer, counters, detecting=detecting)
@@ -100,8 +93,9 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or
         # rebalanced worker recovers it from there. Values are the detector's JSON state (pseudonyms only).
-        # bytes key/value types make faust use the "raw" codec for the table and its changelog topic;
-        # use_partitioner sends each changelog record to its key's partition (murmur2, like the observation).
+        # bytes key/value types make faust use the "raw" codec for the table and its changelog topic, which the
+        # agent writes itself (save() below) to each key's partition; use_partitioner makes the store look a key
+        # up in every partition's database rather than only the current event's.
         states = app.Table(
             "detector-state",
             partitions=settings.partitions,
@@ -117,8 +111,35 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             latest_event_time = 0.0
             latest_by_partition: dict[int, faust.EventT[bytes]] = {}
             next_sweep = time.monotonic() + settings.detector_expire_interval_s
-            store = cast(StoreT, states.data)  # the table's store (memory or RocksDB): see the changelog note below
+            store = cast(StoreT, states.data)  # the table's store (memory or RocksDB): see save() below
             changelog = states.changelog_topic.get_topic_name()
+
+            def save(
+                outputs: PollOutputs, key: bytes, stored: bytes | None, state: dict[str, object] | None, partition: int
+            ) -> None:
+                """One subject's new state, in the store and in the changelog batch, as the table would
+                write it (raw key and value, a tombstone on delete, the key's partition), but not through
+                faust's per-record changelog path: a future, a buffer entry and a publish each, and past 100
+                queued records faust paused every stream (the detector trailed by 1.35 s; README
+                "Performance"). The store needs the current event named (``_naming_events``)."""
+                if state is None:
+                    if stored is not None:
+                        del store[key]
+                        outputs.add(changelog, key, None, partition)
+                else:
+                    value = dumps(state)
+                    store[key] = value
+                    outputs.add(changelog, key, value, partition)
+
+            async def flush(outputs: PollOutputs) -> None:
+                """Send the alerts and changelog records, wait for them, then record how far the changelog is
+                applied, as the table's own send callback does: a restart replays only what came after."""
+                sent = await outputs.send_batches()
+                await asyncio.gather(*(written.delivered for written in sent))
+                for written in sent:
+                    if written.topic == changelog:
+                        store.set_persisted_offset(TP(changelog, written.partition), written.last_offset)
+
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 await ingest.ready.wait()  # alerts and changelog records go out through its producer
                 outputs = ingest.outputs(detector=True)
@@ -148,41 +169,26 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                                 counters.alerts += len(alerts)
                                 for alert in alerts:
                                     outputs.add(abuse_topic, key, dumps(alert))
-                            # One state write and changelog record per subject per poll, not per event. Written
-                            # here as the table would (raw key and value, tombstone on delete, the key's
-                            # partition) but in record batches: faust's per-record path (a future, a buffer entry
-                            # and a publish each) slowed and stalled the detector (README "Performance").
-                            if state is None:
-                                if stored is not None:
-                                    del store[key]
-                                    outputs.add(changelog, key, None, partition)
-                            else:
-                                value = dumps(state)
-                                store[key] = value
-                                outputs.add(changelog, key, value, partition)
-                sent = await outputs.send_batches()
-                await asyncio.gather(*(written.delivered for written in sent))
-                for written in sent:
-                    if written.topic == changelog:
-                        # What the table's own send callback does: the store remembers how far the changelog
-                        # is applied, so that a restart replays only what came after.
-                        store.set_persisted_offset(TP(changelog, written.partition), written.last_offset)
+                            save(outputs, key, stored, state, partition)  # once per subject per poll, not per event
+                await flush(outputs)
                 if time.monotonic() >= next_sweep:
                     # Drop fully leaked buckets so the table holds only subjects active in event time. This
                     # runs inside the agent (not a timer) because the store needs an event of the key's
                     # partition to write to the right database.
                     next_sweep = time.monotonic() + settings.detector_expire_interval_s
+                    outputs = ingest.outputs(detector=True)
                     with _naming_events(stream) as name:
-                        for key, stored in list(states.items()):
-                            owner = latest_by_partition.get(key_partition(key, partitions))
+                        for key, stored in list(store.items()):
+                            partition = key_partition(key, partitions)
+                            owner = latest_by_partition.get(partition)
                             if owner is None:
                                 continue
                             name(owner)
-                            kept = detector.expire(orjson.loads(stored), latest_event_time)
-                            if kept is None:
-                                states.pop(key, None)
-                            elif kept != orjson.loads(stored):
-                                states[key] = dumps(kept)
+                            state = orjson.loads(stored)
+                            kept = detector.expire(state, latest_event_time)
+                            if kept != state:
+                                save(outputs, key, stored, kept, partition)
+                    await flush(outputs)
 
     @app.timer(settings.stats_interval_s)
     async def log_counters() -> None:

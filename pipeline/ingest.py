@@ -20,7 +20,7 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -111,7 +111,6 @@ class PollOutputs:
         self._poll_number = poll_number
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
-        self.records = 0
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
         """Append a record (``value`` None: a tombstone); ``partition`` None: the default partitioner's choice."""
@@ -127,11 +126,6 @@ class PollOutputs:
             self._full.append((topic, partition, builder))
             builder = self._open[slot] = self._producer.create_batch()
             builder.append(key=key, value=value, timestamp=None)
-        self.records += 1
-
-    async def send(self) -> list[Awaitable[object]]:
-        """Hand every batch to the producer; returns their delivery futures."""
-        return [batch.delivered for batch in await self.send_batches()]
 
     async def send_batches(self) -> list[SentBatch]:
         """Hand every batch to the producer; returns where each went, its record count and its delivery."""
@@ -220,7 +214,7 @@ class BatchIngest(Service):
                 bootstrap_servers=settings.bootstrap,
                 client_id=client_id,
                 acks="all",
-                compression_type=None if settings.compression == "none" else settings.compression,
+                compression_type=settings.compression_type,
                 # Polls arrive as whole record batches (send_batch): lingering would only hold them back.
                 linger_ms=0,
                 max_batch_size=settings.producer_batch_bytes,
@@ -316,8 +310,6 @@ class BatchIngest(Service):
 
     async def _handle(self, polled: Mapping[Any, list[Any]]) -> tuple[asyncio.Future[Any], dict[Any, int]]:
         """Process one poll and hand its outputs to the producer; (their acknowledgement, offsets to commit)."""
-        assert self._consumer is not None
-        assert self._producer is not None
         outputs = self.outputs()
         names, process, sealer, count = self._names, self._process, self._sealer, self._counters.count
         fromtimestamp, now = datetime.fromtimestamp, datetime.now
@@ -341,4 +333,4 @@ class BatchIngest(Service):
                 outputs.add(topic, None, value, partition)
         # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash
         # in between replays the poll (at-least-once), it never skips it.
-        return asyncio.gather(*await outputs.send()), offsets
+        return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), offsets
