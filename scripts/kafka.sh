@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1.
 #   scripts/kafka.sh fetch    resolve the pinned release from Maven Central into .kafka/lib
-#   scripts/kafka.sh start    fetch if needed, format storage once, start, wait until it answers (idempotent)
+#   scripts/kafka.sh start    fetch if needed, format storage once, start, wait until it answers (idempotent:
+#                             returns at once when the broker already answers)
 #   scripts/kafka.sh stop     stop it and wait until the process is gone
 #   scripts/kafka.sh status   exit 0 when the broker answers
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_STATE_DIR (.kafka), KAFKA_HEAP (-Xmx1g).
@@ -58,9 +59,17 @@ running() {
 
 start() {
   mkdir -p "$state"
+  # A broker that already answers needs no lock. This also lets a start return while a broker launched by an
+  # older copy of this script still holds the lock it inherited.
+  if running && answers; then echo "kafka: already running on 127.0.0.1:$port" >&2; return 0; fi
   # Serialise concurrent starts (parallel test sessions, a demo): the loser finds the winner's broker.
-  exec 9>"$state/start-$port.lock"
-  flock 9
+  # Bounded, so that a stuck holder is reported instead of waited for forever.
+  local lock="$state/start-$port.lock"
+  exec 9>"$lock"
+  if ! flock -w 180 9; then
+    echo "kafka: another start for port $port held $lock for 180 s; is a broker stuck starting? see $logs" >&2
+    exit 1
+  fi
   if running && answers; then echo "kafka: already running on 127.0.0.1:$port" >&2; return 0; fi
   if answers; then echo "kafka: another broker already answers on 127.0.0.1:$port; not starting a second" >&2; return 0; fi
   fetch
@@ -91,7 +100,9 @@ PROPS
     "${jvm[@]}" kafka.tools.StorageTool format -t "$(cat "$state/cluster-id" 2>/dev/null || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' | tee "$state/cluster-id")" \
       -c "$props" --standalone >"$logs/format.log" 2>&1 || { cat "$logs/format.log" >&2; exit 1; }
   fi
-  nohup "${jvm[@]}" kafka.Kafka "$props" >"$logs/stdout.log" 2>&1 &
+  # 9>&-: the broker must not inherit the lock. It outlives this script, and a lock it held would make every
+  # later start wait for the broker to exit.
+  nohup "${jvm[@]}" kafka.Kafka "$props" >"$logs/stdout.log" 2>&1 9>&- &
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if answers; then echo "kafka: up on 127.0.0.1:$port (pid $(cat "$pidfile"))" >&2; return 0; fi
