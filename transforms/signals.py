@@ -78,10 +78,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+import re2
 from pydantic import BaseModel, ConfigDict
 
 from transforms.decode import encoding_evasion, normalize_header, normalize_path, normalize_query
 from transforms.errors import ConfigError
+from transforms.linear_regex import INLINE_SPACE, LinearPattern, compile_linear
 from transforms.model import Event, EventKind, SshOutcome
 
 __all__ = [
@@ -242,6 +244,13 @@ def _regex_alternation(directory: Path, name: str) -> str:
             re.compile(entry)
         except re.error as exc:
             raise ConfigError(f"patterns_dir: {name} line {number}: invalid regular expression ({exc.msg})") from None
+        try:
+            compile_linear(entry)
+        except re2.error:
+            raise ConfigError(
+                f"patterns_dir: {name} line {number}: not supported by the linear-time engine (RE2 has no"
+                " lookarounds or backreferences)"
+            ) from None
         parts.append(f"(?:{entry})")
     return "|".join(parts)
 
@@ -287,14 +296,16 @@ _PARAM_SEP: Final = "\x01"
 _STANDARD_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # "HTTP/0.9" never appears in a valid request line (0.9 requests have no version token).
 _VALID_VERSIONS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"})
-_ABSOLUTE_URI: Final = re.compile(r"[a-z][a-z0-9+.-]{0,15}://", re.IGNORECASE)
+_ABSOLUTE_URI: Final = compile_linear(r"(?i)[a-z][a-z0-9+.-]{0,15}://")
 
 # "../" as a path step (also "....//" once slashes are collapsed), "/.." at the end, Tomcat "..;/",
 # and the hex spellings (0x2e = '.', 0x5c = '\') that some fuzzers use. Only searched in text that
 # contains ".." or "0x2e" (two substring tests reject ordinary requests).
-_TRAVERSAL_SEQ: Final = re.compile(r"(?:^|[/=\x01:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x01|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00")
+_TRAVERSAL_SEQ: Final = compile_linear(
+    r"(?:^|[/=\x01:\s'\"])\.{2,}/|/\.{2,}$|/\.{2,}\x01|\.\.;|\.\.0x5c|0x2e0x2e|\.\.\x00"
+)
 # PHP stream wrappers and file:// as a parameter value: local file read (CrowdSec path_traversal.txt).
-_LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
+_LFI_WRAPPER: Final = compile_linear(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|data|glob|compress\.zlib)://")
 
 # Remote file inclusion: a URL as a parameter value, when it looks like a payload rather than a redirect
 # target (OAuth redirect_uri=https://..., share links). Always for ftp://; for http(s):// when the host
@@ -302,7 +313,7 @@ _LFI_WRAPPER: Final = re.compile(r"(?:^|[=\x01])\s*(?:file|php|zip|phar|expect|d
 # the suffix the script appends), it names a .txt/.inc/.sh file, or the parameter is one of the
 # include-style names scanners fuzz (CRS 931100-931120).
 # The URL runs stop at '=' so that a value of many "=http://" costs linear, not quadratic, time.
-_RFI: Final = re.compile(
+_RFI: Final = compile_linear(
     r"(?:^|[=\x01])\s*ftps?://"
     r"|(?:^|[=\x01])\s*https?://(?:\d{1,3}\.){3}\d{1,3}(?:[:/?\x01]|$)"
     r"|(?:^|[=\x01])\s*https?://(?:\[[0-9a-f:.]{2,45}\](?::\d{1,5})?"  # [2001:db8::1]:8080
@@ -315,22 +326,22 @@ _RFI: Final = re.compile(
 
 # Characters or words that every line of sqli.regex.txt needs (see that file's header). Plain whitespace
 # is not enough: search terms have spaces, and the full file costs ~10 us per candidate.
-_SQLI_TRIGGER: Final = re.compile(
+_SQLI_TRIGGER: Final = compile_linear(
     r"['\"();#@|*$]|--|union|select|or\s|and\s|xor|waitfor|case\s|order\s|group\s|having|into\s|procedure"
     r"|drop\s|create\s|alter\s|truncate|delete\s|insert\s|null|information_schema|\.\.sys"
     r"|sys(?:objects|columns|databases|users|ibm)|pg_catalog|pg_shadow|sqlite_master|mysql\.user|all_tables"
     r"|dba_users|user_tables|msysaccessobjects"
 )
 # Characters or words that every line of xss.regex.txt needs (see that file's header).
-_XSS_TRIGGER: Final = re.compile(
+_XSS_TRIGGER: Final = compile_linear(
     r"[<&\\(`:]|\x01(?:lt|#)|[\s\"'/;`]on[a-z]|document|window|innerhtml|srcdoc|fromcharcode"
 )
 
-_SHELLSHOCK: Final = re.compile(r"\(\s*\)\s*\{")
+_SHELLSHOCK: Final = compile_linear(r"\(\s*\)\s*\{")
 # Log4Shell: "${jndi:", the other log4j lookups used to spell it ("${lower:j}", "${env:X:-j}", "${::-j}"),
 # and any lookup opened inside another one's name ("${${", "${j${::-n}di:", "${jnd${upper:i}:"), which is
 # how the default-value obfuscations nest.
-_JNDI: Final = re.compile(
+_JNDI: Final = compile_linear(
     r"\$\{[\s$]*\{?(?:jndi|lower|upper|env|sys|date|main|ctx|java|base64|k8s|docker|spring|web|bundle|:{1,2}-)"
     r"|\$\{[^{}$\s\x01]{0,20}\$\{"
 )
@@ -338,8 +349,8 @@ _JNDI: Final = re.compile(
 # XSS is looked for in a header only when it holds a '<' (decoded), a '\\' (JS escapes), an entity '<'
 # (&lt; &#60;, the referrer's raw '&' being _PARAM_SEP) or an event handler after a quote, a space or ';'
 # ("' onclick=", "; onload="): headers are full of ':', '(' and '&', which the target's trigger lets through.
-_XSS_HEADER_ENTITY: Final = re.compile(r"[&\x01](?:lt|#)")
-_XSS_HEADER_HANDLER: Final = re.compile(r"(?<=['\"`;\s])on[a-z]{3,30}\s{0,5}=")
+_XSS_HEADER_ENTITY: Final = compile_linear(r"[&\x01](?:lt|#)")
+_XSS_HEADER_HANDLER: Final = compile_linear(r"['\"`;\s]on[a-z]{3,30}\s{0,5}=")
 
 
 class _Target:
@@ -372,8 +383,8 @@ def _decode_referrer(referrer: str) -> str:
 
 def _split_target(url: str) -> tuple[str, str]:
     """Raw (path, query) of a request target; an absolute-URI loses its scheme and authority."""
-    if url[:1] != "/" and (match := _ABSOLUTE_URI.match(url)):
-        rest = url[match.end() :]
+    if url[:1] != "/" and _ABSOLUTE_URI.match(url):
+        rest = url[url.find("://") + 3 :]  # the scheme holds no ':', so this is where the match ended
         slash = rest.find("/")
         question = rest.find("?")
         cut = min(i for i in (slash, question, len(rest)) if i >= 0)
@@ -421,11 +432,12 @@ class _Rule:
         return any(self.header(value) for value in headers)
 
 
-def _check_query(pattern: re.Pattern[str]) -> _TargetTest:
-    return lambda req: bool(req.query) and pattern.search(req.query) is not None
+def _check_query(pattern: LinearPattern) -> _TargetTest:
+    return lambda req: bool(req.query) and pattern.search(req.query)
 
 
 # A run of path characters that may hold shell glob syntax: [..] bracket expressions, '?', '*'.
+# These two stay in re: RE2's Python wrapper iterates and substitutes ~18x slower.
 _GLOB_TOKEN: Final = re.compile(r"/[\w.~!^?*\[\]/-]{3,200}")
 _GLOB_BRACKET: Final = re.compile(r"\[[^\]]{1,12}\]")
 
@@ -479,8 +491,8 @@ class _GlobPaths:
             if first.strip("*") == "" or first.count("*") > 2:
                 return False  # "/**/" is a SQL or C comment; more stars would only add backtracking
             budget[0] -= 1
-            key_pattern = re.compile(_glob_regex(first))
-            keys = [key for key in self._index if key_pattern.fullmatch(key) is not None]
+            key_pattern = compile_linear(_glob_regex(first))
+            keys = [key for key in self._index if key_pattern.fullmatch(key)]
         else:
             keys = [first] if first in self._index else []
         if not keys:
@@ -507,7 +519,7 @@ class _GlobPaths:
             budget[0] -= 1
             if budget[0] < 0:
                 return False
-            pattern = re.compile("(?m)^" + "/".join(map(_glob_regex, rest[:count])) + "$")
+            pattern = compile_linear("(?m)^" + "/".join(map(_glob_regex, rest[:count])) + "$")
             if any(pattern.search(lines) for _, lines in candidates):
                 return True
         return False
@@ -526,9 +538,9 @@ def _glob_regex(segment: str) -> str:
     return "".join("[^/\\n]" if c == "?" else "[^/\\n]{0,40}" if c == "*" else re.escape(c) for c in segment)
 
 
-def _check_auth_failure(auth_paths: re.Pattern[str]) -> _Rule:
+def _check_auth_failure(auth_paths: LinearPattern) -> _Rule:
     def facts(req: _Target) -> int:
-        return (auth_paths.search(req.path) is not None) | (req.path.endswith("/wp-login.php") << 1)
+        return auth_paths.search(req.path) | (req.path.endswith("/wp-login.php") << 1)
 
     def decide(event: Event, facts: int) -> bool:
         status = event.status
@@ -542,7 +554,7 @@ def _check_auth_failure(auth_paths: re.Pattern[str]) -> _Rule:
     return _Rule(facts=facts, decide=decide)
 
 
-def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _Rule:
+def _check_sqli(pattern: LinearPattern, trigger: LinearPattern) -> _Rule:
     """``pattern`` searched in path and query, only when the cheap ``trigger`` finds a candidate.
 
     A regex of dozens of alternatives costs microseconds per search in ``re``; the trigger lists what
@@ -553,23 +565,23 @@ def _check_sqli(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _Rule:
 
     def target(req: _Target) -> bool:
         text = req.target
-        if trigger.search(text) is not None and pattern.search(text) is not None:
+        if trigger.search(text) and pattern.search(text):
             return True
         if "+" not in req.path:
             return False
         spaced = req.path.replace("+", " ")
-        return trigger.search(spaced) is not None and pattern.search(spaced) is not None
+        return trigger.search(spaced) and pattern.search(spaced)
 
     return _Rule(target=target)
 
 
-def _check_xss(pattern: re.Pattern[str], trigger: re.Pattern[str]) -> _Rule:
+def _check_xss(pattern: LinearPattern, trigger: LinearPattern) -> _Rule:
     """xss.regex.txt in path and query (behind ``trigger``), and in the user agent and referrer when they
     hold a tag or a quoted event handler (``_xss_header_candidate``): headers are full of ':', '(' and '&',
     so the target's trigger would let every one through."""
     return _Rule(
-        target=lambda req: trigger.search(req.target) is not None and pattern.search(req.target) is not None,
-        header=lambda value: _xss_header_candidate(value) and pattern.search(value) is not None,
+        target=lambda req: trigger.search(req.target) and pattern.search(req.target),
+        header=lambda value: _xss_header_candidate(value) and pattern.search(value),
     )
 
 
@@ -578,16 +590,16 @@ def _xss_header_candidate(header: str) -> bool:
     return (
         "<" in header
         or "\\" in header
-        or (("&" in header or _PARAM_SEP in header) and _XSS_HEADER_ENTITY.search(header) is not None)
-        or ("=" in header and _XSS_HEADER_HANDLER.search(header) is not None)
+        or (("&" in header or _PARAM_SEP in header) and _XSS_HEADER_ENTITY.search(header))
+        or ("=" in header and _XSS_HEADER_HANDLER.search(header))
     )
 
 
 def _check_cmdi(
-    query: re.Pattern[str],
-    header: re.Pattern[str],
-    header_start: re.Pattern[str],
-    extra: re.Pattern[str],
+    query: LinearPattern,
+    header: LinearPattern,
+    header_start: LinearPattern,
+    extra: LinearPattern,
     bins: _GlobPaths,
 ) -> _Rule:
     """``query`` in the query; in the user agent and referrer the stricter ``header`` form (a command
@@ -596,14 +608,10 @@ def _check_cmdi(
 
     def in_query(req: _Target) -> bool:
         text = req.query
-        return bool(text) and (query.search(text) is not None or bins.search(text))
+        return bool(text) and (query.search(text) or bins.search(text))
 
     def in_header(value: str) -> bool:
-        return (
-            header.search(value) is not None
-            or header_start.match(value) is not None
-            or (_has_cmdi_marker(value) and extra.search(value) is not None)
-        )
+        return header.search(value) or header_start.match(value) or (_has_cmdi_marker(value) and extra.search(value))
 
     return _Rule(target=in_query, header=in_header)
 
@@ -613,21 +621,21 @@ def _has_cmdi_marker(value: str) -> bool:
     return "$" in value or "`" in value or "/bin/" in value or "/dev/" in value or "<?" in value
 
 
-def _check_path_traversal(os_files: re.Pattern[str], globs: _GlobPaths) -> _Rule:
+def _check_path_traversal(os_files: LinearPattern, globs: _GlobPaths) -> _Rule:
     """../ sequences, OS file names and PHP wrappers in the target; ../ and OS file names in the user agent
     and referrer; glob spellings of OS files (/etc/pa[s]swd) in the target."""
 
     def in_target(req: _Target) -> bool:
         target = req.target
         return (
-            ((".." in target or "0x2e" in target) and _TRAVERSAL_SEQ.search(target) is not None)
-            or os_files.search(target) is not None
-            or (bool(req.query) and _LFI_WRAPPER.search(req.query) is not None)
+            ((".." in target or "0x2e" in target) and _TRAVERSAL_SEQ.search(target))
+            or os_files.search(target)
+            or (bool(req.query) and _LFI_WRAPPER.search(req.query))
             or globs.search(target)
         )
 
     def in_header(value: str) -> bool:
-        return (".." in value and _TRAVERSAL_SEQ.search(value) is not None) or os_files.search(value) is not None
+        return (".." in value and _TRAVERSAL_SEQ.search(value)) or os_files.search(value)
 
     return _Rule(target=in_target, header=in_header)
 
@@ -635,47 +643,45 @@ def _check_path_traversal(os_files: re.Pattern[str], globs: _GlobPaths) -> _Rule
 # A header line or a status line right after a CR/LF in a parameter value (HTTP response splitting, header
 # injection): a hyphenated name (set-cookie, content-length, x-...) or a one-word header name that no text
 # line starts with by chance. A bare newline in a value is left alone: a textarea submitted by GET has them.
-_CRLF_HEADER: Final = re.compile(
+_CRLF_HEADER: Final = compile_linear(
     r"[\r\n]\s{0,5}(?:[a-z][a-z0-9]{0,30}-[a-z0-9-]{1,40}|location|refresh|cookie|host|expires|pragma|etag"
     r"|upgrade|connection)\s{0,5}:|[\r\n]\s{0,5}http/\d"
 )
 # A CR or LF in a parameter's name (before its '='), or a name-only parameter (CRS 921150).
-_CRLF_NAME: Final = re.compile(r"(?:^|\x01)[^=\x01]{0,500}?[\r\n]")
+_CRLF_NAME: Final = compile_linear(r"(?:^|\x01)[^=\x01]{0,500}?[\r\n]")
 
 
 def _crlf_in_target(req: _Target) -> bool:
     if "\r" in req.path or "\n" in req.path:
         return True
     query = req.query
-    return ("\r" in query or "\n" in query) and (
-        _CRLF_NAME.search(query) is not None or _CRLF_HEADER.search(query) is not None
-    )
+    return ("\r" in query or "\n" in query) and (_CRLF_NAME.search(query) or _CRLF_HEADER.search(query))
 
 
-def _check_headers_and_target(pattern: re.Pattern[str], marker: str, encoded_marker: str) -> _Rule:
+def _check_headers_and_target(pattern: LinearPattern, marker: str, encoded_marker: str) -> _Rule:
     """A pattern searched in the request target, the user agent and the referrer.
 
     Headers count only when one of them contains the pattern's ``marker`` (raw or percent-encoded).
     """
     search = pattern.search
     return _Rule(
-        target=lambda req: marker in req.target and search(req.target) is not None,
-        header=lambda value: marker in value and search(value) is not None,
+        target=lambda req: marker in req.target and search(req.target),
+        header=lambda value: marker in value and search(value),
         gate=(marker, encoded_marker),
     )
 
 
-def _check_sensitive_file(pattern: re.Pattern[str]) -> _Rule:
-    return _Rule(target=lambda req: pattern.search(req.path) is not None)
+def _check_sensitive_file(pattern: LinearPattern) -> _Rule:
+    return _Rule(target=lambda req: pattern.search(req.path))
 
 
 def _check_webshell(names: frozenset[str]) -> _Rule:
     return _Rule(target=lambda req: req.path[req.path.rfind("/") + 1 :] in names)
 
 
-def _check_admin_probe(contains: re.Pattern[str], exact: frozenset[str]) -> _Rule:
+def _check_admin_probe(contains: LinearPattern, exact: frozenset[str]) -> _Rule:
     def facts(req: _Target) -> int:
-        return req.path.rstrip("/") in exact or contains.search(req.path) is not None
+        return req.path.rstrip("/") in exact or contains.search(req.path)
 
     def decide(event: Event, facts: int) -> bool:
         # Only a miss or a refusal is a probe: the site's own admin answering 200/302 is ordinary use.
@@ -684,11 +690,12 @@ def _check_admin_probe(contains: re.Pattern[str], exact: frozenset[str]) -> _Rul
     return _Rule(facts=facts, decide=decide)
 
 
-def _check_scanner_ua(pattern: re.Pattern[str]) -> _Rule:
-    return _Rule(user_agent=lambda user_agent: pattern.search(user_agent.lower()) is not None)
+def _check_scanner_ua(pattern: LinearPattern) -> _Rule:
+    return _Rule(user_agent=lambda user_agent: pattern.search(user_agent.lower()))
 
 
 # Word tokens that start with a letter: cheaper to find than every \w+ run (digits are frequent in agents).
+# In re, as _GLOB_TOKEN: a greedy run of one class, found once per position.
 _WORD: Final = re.compile(r"[A-Za-z]\w+")
 
 
@@ -708,15 +715,16 @@ def _check_bad_bot_ua(names: list[str]) -> _Rule:
             unindexed.append(name)
         else:
             by_first_word.setdefault(first.group(0), []).append(name)
-    verify = {word: re.compile(rf"(?<!\w){_trie_pattern(group)}(?!\w)") for word, group in by_first_word.items()}
-    # A plain substring test first: a lookbehind-led regex cannot use re's fast literal scan.
-    always = tuple((name, re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")) for name in unindexed)
+    # (?<!\w)name(?!\w) without lookarounds: a search only says yes or no, so the neighbours can be consumed.
+    verify = {word: compile_linear(rf"(?:^|\W){_trie_pattern(group)}(?:$|\W)") for word, group in by_first_word.items()}
+    # A plain substring test first: it rejects almost every agent before any automaton runs.
+    always = tuple((name, compile_linear(rf"(?:^|\W){re.escape(name)}(?:$|\W)")) for name in unindexed)
 
     def check(user_agent: str) -> bool:
         for word in verify.keys() & _WORD.findall(user_agent):
-            if verify[word].search(user_agent) is not None:
+            if verify[word].search(user_agent):
                 return True
-        return any(name in user_agent and pattern.search(user_agent) is not None for name, pattern in always)
+        return any(name in user_agent and pattern.search(user_agent) for name, pattern in always)
 
     return _Rule(user_agent=check)
 
@@ -754,7 +762,7 @@ def _protocol_abuse(event: Event, facts: int) -> bool:
 # --------------------------------------------------------------------------------------------- building
 
 
-def _compile_sensitive(entries: list[str]) -> re.Pattern[str]:
+def _compile_sensitive(entries: list[str]) -> LinearPattern:
     """One regex for the four entry kinds of sensitive_files.txt (see that file's header)."""
     folders, suffixes, names, prefixes = [], [], [], []
     for entry in entries:
@@ -775,15 +783,15 @@ def _compile_sensitive(entries: list[str]) -> re.Pattern[str]:
         parts.append(f"/{_trie_pattern(names)}$")
     if prefixes:
         parts.append(f"/{_trie_pattern(prefixes)}[^/]*$")
-    return re.compile("|".join(parts))
+    return compile_linear("|".join(parts))
 
 
-def _compile_os_files(entries: list[str]) -> re.Pattern[str]:
+def _compile_os_files(entries: list[str]) -> LinearPattern:
     # An OS path must start a path component and end at one: etc/passwd, not etc/passwords-help.html.
     stems = {entry.strip("/") for entry in entries}
     # The path always starts with '/' and a query value follows '=' or the parameter separator, so no
     # '^' branch is needed; a pattern that starts with a character class lets re skip ahead quickly.
-    return re.compile(rf"[/=\x01:\s'\"]{_trie_pattern(stems)}(?![a-z0-9_-])")
+    return compile_linear(rf"[/=\x01:\s'\"]{_trie_pattern(stems)}(?:$|[^a-z0-9_-])")
 
 
 def _build_cmdi(directory: Path) -> _Rule:
@@ -791,19 +799,26 @@ def _build_cmdi(directory: Path) -> _Rule:
     trie = _trie_pattern(commands)
     # A command right after a shell separator, optionally with its /bin path, followed by an argument or
     # the end of the value: "; id", "|/usr/bin/id", "&& cat /etc/passwd", "$(whoami)", "`ls`".
-    # (one character class first, '$' only as "$(": re then skips ahead to a separator quickly)
-    separator = r"[;|&`\n$](?:(?<=\$)\(|(?<!\$))\s*(?:(?:/usr(?:/local)?)?/s?bin/)?" + trie
-    in_query = rf"{separator}(?=$|[\s;|&`<>()'\"\x01]|\$\{{?ifs)"
+    # The blanks after a separator exclude newlines: "\s*" also ate '\n', itself a separator, so under re's
+    # backtracking each newline of a run rescanned the rest of the run (quadratic). A match that crossed
+    # newlines also matches from the last of them, so this finds the same commands.
+    separator = rf"(?:[;|&`\n]|\$\(){INLINE_SPACE}*(?:(?:/usr(?:/local)?)?/s?bin/)?" + trie
+    # What follows the command is consumed rather than looked at ahead: a search only answers yes or no.
+    in_query = rf"{separator}(?:$|[\s;|&`<>()'\"\x01]|\$\{{?ifs)"
     # In a user agent or referrer ';' separates product comments ("(Linux; U; id)", "; ps-AF)"): there the
     # command must end the value, meet a shell operator, or take an argument that looks like one (an
     # option, a path, a variable, a quote, a URL). A header may also start with a command and an option
     # ("env --version"): no client names itself that way.
-    in_header = rf"{separator}(?=$|[|&`<>]|\s{{1,5}}(?:[-/$.~'\"<>+`|&;]|[a-z]{{2,8}}://))"
+    in_header = rf"{separator}(?:$|[|&`<>]|\s{{1,5}}(?:[-/$.~'\"<>+`|&;]|[a-z]{{2,8}}://))"
     header_start = rf"\s{{0,5}}(?:(?:/usr(?:/local)?)?/s?bin/)?{trie}\s{{1,5}}-{{1,2}}[a-z]"
     extra = _regex_alternation(directory, "cmdi.regex.txt")
     bins = _GlobPaths(f"{folder}/{command}" for folder in _BIN_FOLDERS for command in commands)
     return _check_cmdi(
-        re.compile(f"{in_query}|{extra}"), re.compile(in_header), re.compile(header_start), re.compile(extra), bins
+        compile_linear(f"{in_query}|{extra}"),
+        compile_linear(in_header),
+        compile_linear(header_start),
+        compile_linear(extra),
+        bins,
     )
 
 
@@ -815,7 +830,7 @@ def _build_path_traversal(directory: Path) -> _Rule:
     return _check_path_traversal(_compile_os_files(entries), _GlobPaths(entries))
 
 
-def _compile_auth_paths(auth_paths: list[str]) -> re.Pattern[str]:
+def _compile_auth_paths(auth_paths: list[str]) -> LinearPattern:
     stems = []
     for entry in auth_paths:
         stem = entry.strip().lower().strip("/")
@@ -823,8 +838,8 @@ def _compile_auth_paths(auth_paths: list[str]) -> re.Pattern[str]:
             raise ConfigError("auth_paths: every entry must be a non-empty path starting with '/'")
         stems.append(stem)
     if not stems:  # matches nothing: only POSTs and named users count as failed logins
-        return re.compile(r"(?!)")
-    return re.compile(rf"(?:^|/){_trie_pattern(stems)}(?:$|[/.;])")
+        return compile_linear(r"[^\x00-\x{10ffff}]")
+    return compile_linear(rf"(?:^|/){_trie_pattern(stems)}(?:$|[/.;])")
 
 
 # The memo of per-value results: at most this many values per kind (request target, user agent, referrer),
@@ -960,9 +975,11 @@ class SignalDetector:
         builders: dict[str, Callable[[], _Rule]] = {
             "http.auth_failure": lambda: _check_auth_failure(auth_paths),
             "http.sqli": lambda: _check_sqli(
-                re.compile(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
+                compile_linear(_regex_alternation(directory, "sqli.regex.txt")), _SQLI_TRIGGER
             ),
-            "http.xss": lambda: _check_xss(re.compile(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER),
+            "http.xss": lambda: _check_xss(
+                compile_linear(_regex_alternation(directory, "xss.regex.txt")), _XSS_TRIGGER
+            ),
             "http.cmdi": lambda: _build_cmdi(directory),
             "http.path_traversal": lambda: _build_path_traversal(directory),
             "http.crlf": lambda: _Rule(target=_crlf_in_target),
@@ -974,13 +991,13 @@ class SignalDetector:
             ),
             "http.webshell": lambda: _check_webshell(frozenset(_literals(directory, "webshells.txt"))),
             "http.admin_probe": lambda: _check_admin_probe(
-                re.compile(_trie_pattern(_literals(directory, "admin_interfaces.txt"))),
+                compile_linear(_trie_pattern(_literals(directory, "admin_interfaces.txt"))),
                 frozenset(entry.rstrip("/") for entry in _literals(directory, "admin_interfaces_exact.txt")),
             ),
             # CRS matches scanner names case-insensitively as substrings (@pmFromFile); the entries are
             # lower-cased and matched on the lower-cased agent (re.IGNORECASE is ~8x slower here).
             "http.scanner_ua": lambda: _check_scanner_ua(
-                re.compile(_trie_pattern(_literals(directory, "scanner_user_agents.txt")))
+                compile_linear(_trie_pattern(_literals(directory, "scanner_user_agents.txt")))
             ),
             # CrowdSec matches bad-bot names case-sensitively as whole words.
             "http.bad_bot_ua": lambda: _check_bad_bot_ua(_literals(directory, "bad_bot_user_agents.txt", lower=False)),
