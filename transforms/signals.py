@@ -62,6 +62,12 @@ http.protocol_abuse           protocol        low       T1595      odd method, b
                                                                    byte, a second encoding layer over a character
                                                                    that nested URLs never escape twice (a letter,
                                                                    '<', '|'...), overlong or invalid UTF-8
+http.oversized_field          evasion         low       -          request target, user agent or referrer longer
+                                                                   than the matching window (8,192 characters;
+                                                                   servers refuse such lines by default): padding
+                                                                   that would push a payload out of sight. The
+                                                                   other rules still read the field's first and
+                                                                   last halves of the window
 ============================  ==============  ========  =========  =============================================
 
 SSH events other than the four sshd outcomes carry what happened in ``Event.extra[SSH_EVENT_KEY]`` (a
@@ -142,6 +148,7 @@ RULES: Final[Mapping[str, Signal]] = MappingProxyType(
             _signal("http.scanner_ua", "recon", Severity.MEDIUM, "T1595.002"),
             _signal("http.bad_bot_ua", "recon", Severity.LOW, None),
             _signal("http.protocol_abuse", "protocol", Severity.LOW, "T1595"),
+            _signal("http.oversized_field", "evasion", Severity.LOW, None),
         ]
     )
 )
@@ -285,8 +292,20 @@ def _trie_pattern(words: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------------- matching
 
 # Upper bound on the characters examined per field: Apache and nginx refuse request lines and header
-# lines longer than 8 KiB by default (414 / 400), so this only bounds the cost of a hostile record.
+# lines longer than 8 KiB by default (414 / 400), so this only bounds the cost of a hostile record. A
+# longer field is read as its head and its tail (half the window each, see _head_and_tail) and raises
+# http.oversized_field: padding can neither hide a payload at the end nor make matching cost more.
 _MAX_FIELD_CHARS: Final = 8192
+
+
+def _head_and_tail(text: str, budget: int, joint: str) -> str:
+    """``text`` if it fits in ``budget`` characters, else its first and last ``budget / 2`` joined by
+    ``joint`` (a separator of the field's syntax, so that no pattern reads the two ends as one token)."""
+    if len(text) <= budget:
+        return text
+    head = budget // 2
+    return f"{text[:head]}{joint}{text[len(text) - (budget - head) :]}"
+
 
 # A raw '&' separates query parameters, a decoded one (%26) is data and may be a shell separator, so raw
 # ones are replaced by this marker before decoding. \x01, not the "unit separator" \x1f: re's \s matches
@@ -356,10 +375,16 @@ _XSS_HEADER_HANDLER: Final = compile_linear(r"['\"`;\s]on[a-z]{3,30}\s{0,5}=")
 class _Target:
     """The request target of an HTTP event, normalised once: what the target parts of the rules read."""
 
-    __slots__ = ("path", "query", "raw_path", "raw_query", "target")
+    __slots__ = ("oversized", "path", "query", "raw_path", "raw_query", "target")
 
     def __init__(self, url: str) -> None:
-        raw_path, raw_query = _split_target(url[:_MAX_FIELD_CHARS])
+        self.oversized = len(url) > _MAX_FIELD_CHARS
+        raw_path, raw_query = _split_target(url)
+        if self.oversized:
+            # The window is shared: the query gets what the path leaves, and at least half when both are long.
+            query_budget = min(len(raw_query), max(_MAX_FIELD_CHARS // 2, _MAX_FIELD_CHARS - len(raw_path)))
+            raw_path = _head_and_tail(raw_path, _MAX_FIELD_CHARS - query_budget, "/")
+            raw_query = _head_and_tail(raw_query, query_budget, "&")
         self.raw_path = raw_path
         self.raw_query = raw_query
         self.path = normalize_path(raw_path)  # decoded, lower-case path
@@ -414,12 +439,18 @@ class _Rule:
     gate: tuple[str, str] | None = None
     facts: Callable[[_Target], int] | None = None
     decide: Callable[[Event, int], bool] | None = None
+    # Fires when the user agent or the referrer was longer than the matching window.
+    header_cut: bool = False
 
-    def fires(self, event: Event, target: _Target, user_agent: str, referrer: str, headers: list[str]) -> bool:
+    def fires(
+        self, event: Event, target: _Target, user_agent: str, referrer: str, headers: list[str], header_cut: bool
+    ) -> bool:
         """Whether the rule fires: its definition, which the detector's memoized path reproduces."""
         if self.decide is not None and self.facts is not None:
             return self.decide(event, self.facts(target))
         if self.target is not None and self.target(target):
+            return True
+        if self.header_cut and header_cut:
             return True
         if self.user_agent is not None and user_agent and self.user_agent(user_agent):
             return True
@@ -879,6 +910,7 @@ class SignalDetector:
         "_gate_mask",
         "_gated",
         "_gates",
+        "_header_cut_bit",
         "_header_tests",
         "_order",
         "_referrer_memo",
@@ -918,6 +950,7 @@ class SignalDetector:
         header_tests: list[tuple[int, _TextTest]] = []
         gates: list[tuple[int, str, str]] = []
         gated: list[tuple[int, int, int]] = []
+        self._header_cut_bit = 0
         next_bit = len(rules)
         for rule_bit, (_, rule) in zip((bit for bit, _ in self._order), rules, strict=True):
             if rule.decide is not None and rule.facts is not None:
@@ -927,6 +960,8 @@ class SignalDetector:
                 continue
             if rule.target is not None:
                 target_tests.append((rule_bit, rule.target))
+            if rule.header_cut:
+                self._header_cut_bit = rule_bit
             if rule.user_agent is not None:
                 user_agent_tests.append((rule_bit, rule.user_agent))
             if rule.header is not None and rule.gate is not None:
@@ -1002,6 +1037,7 @@ class SignalDetector:
             # CrowdSec matches bad-bot names case-sensitively as whole words.
             "http.bad_bot_ua": lambda: _check_bad_bot_ua(_literals(directory, "bad_bot_user_agents.txt", lower=False)),
             "http.protocol_abuse": lambda: _Rule(facts=_protocol_abuse_in_target, decide=_protocol_abuse),
+            "http.oversized_field": lambda: _Rule(target=lambda req: req.oversized, header_cut=True),
         }
         rules = tuple((RULES[rule], builders[rule]()) for rule in enabled if rule in builders)
         ssh_enabled = frozenset(rule for rule in enabled if rule.startswith("ssh."))
@@ -1049,14 +1085,21 @@ class SignalDetector:
         if not self._rules:
             return []
         target = _Target(event.url or "")
-        user_agent = (event.user_agent or "")[:_MAX_FIELD_CHARS]
-        referrer = (event.referrer or "")[:_MAX_FIELD_CHARS]
+        raw_user_agent = event.user_agent or ""
+        raw_referrer = event.referrer or ""
+        header_cut = len(raw_user_agent) > _MAX_FIELD_CHARS or len(raw_referrer) > _MAX_FIELD_CHARS
+        user_agent = _head_and_tail(raw_user_agent, _MAX_FIELD_CHARS, " ")
+        referrer = _head_and_tail(raw_referrer, _MAX_FIELD_CHARS, "&")
         headers = []
         if user_agent:
             headers.append(_decode_user_agent(user_agent))
         if referrer:
             headers.append(_decode_referrer(referrer))
-        return [signal for signal, rule in self._rules if rule.fires(event, target, user_agent, referrer, headers)]
+        return [
+            signal
+            for signal, rule in self._rules
+            if rule.fires(event, target, user_agent, referrer, headers, header_cut)
+        ]
 
     def _facts_of_target(self, url: str) -> int:
         target = _Target(url)
@@ -1069,16 +1112,21 @@ class SignalDetector:
         return facts
 
     def _facts_of_user_agent(self, raw: str) -> int:
-        user_agent = raw[:_MAX_FIELD_CHARS]
+        user_agent = _head_and_tail(raw, _MAX_FIELD_CHARS, " ")
         facts = self._facts_of_header(user_agent, _decode_user_agent(user_agent))
+        if len(raw) > _MAX_FIELD_CHARS:
+            facts |= self._header_cut_bit
         for bit, test in self._user_agent_tests:
             if test(user_agent):
                 facts |= bit
         return facts
 
     def _facts_of_referrer(self, raw: str) -> int:
-        referrer = raw[:_MAX_FIELD_CHARS]
-        return self._facts_of_header(referrer, _decode_referrer(referrer))
+        referrer = _head_and_tail(raw, _MAX_FIELD_CHARS, "&")
+        facts = self._facts_of_header(referrer, _decode_referrer(referrer))
+        if len(raw) > _MAX_FIELD_CHARS:
+            facts |= self._header_cut_bit
+        return facts
 
     def _facts_of_header(self, raw: str, decoded: str) -> int:
         facts = 0

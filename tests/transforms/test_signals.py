@@ -220,6 +220,13 @@ HTTP_CASES: list[tuple[Event, set[str]]] = [
     (http("/x?a=%25252e"), {"http.protocol_abuse"}),  # three layers
     (http("/go?next=%2Fsearch%3Fq%3Da%2520b%253F"), set()),  # a URL nested in a parameter: %2520, %253F are fine
     (http("/buscar?q=A%F1adir+al+carrito"), set()),  # a Latin-1 form: a lone high byte is no UTF-8 abuse
+    # -- http.oversized_field: longer than the 8,192-character window; head and tail are still matched
+    (http("/search?q=" + "a" * 10_240 + "&id=1%27+or+%271%27%3D%271"), {"http.sqli", "http.oversized_field"}),
+    (http("/" + "a" * 10_240 + "/../../etc/passwd"), {"http.path_traversal", "http.oversized_field"}),
+    (http("/x?" + "p=1&" * 3_000 + "f=../../../etc/passwd"), {"http.path_traversal", "http.oversized_field"}),
+    (http("/", user_agent=BROWSER + " " * 10_240 + "() { :; }"), {"http.shellshock", "http.oversized_field"}),
+    (http("/", referrer="https://a.example/?" + "b" * 10_240), {"http.oversized_field"}),  # padding alone
+    (http("/a?q=" + "b" * 8_000, referrer="https://a.example/" + "c" * 8_000), set()),  # long, but in the window
     # -- http.sensitive_file: backup copies, sources, config dumps
     (http("/index.php~"), {"http.sensitive_file"}),  # an editor's backup copy
     (http("/tienda1/publico/~"), {"http.sensitive_file"}),  # the bare '~' probe
