@@ -165,10 +165,11 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
                             state = orjson.loads(stored) if stored else None
                             for observation in observations_of_subject:
                                 latest_event_time = max(latest_event_time, observation.time)
-                                state, alerts = detector(state, observation)
-                                counters.alerts += len(alerts)
-                                for alert in alerts:
-                                    outputs.add(abuse_topic, key, dumps(alert))
+                            state, alerts, failed = detector.observe(state, observations_of_subject)
+                            counters.detector_failures += failed
+                            counters.alerts += len(alerts)
+                            for alert in alerts:
+                                outputs.add(abuse_topic, key, dumps(alert))
                             save(outputs, key, stored, state, partition)  # once per subject per poll, not per event
                 await flush(outputs)
                 if time.monotonic() >= next_sweep:

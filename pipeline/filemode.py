@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, outcome_messages
+from pipeline.routing import Output, Source, route_record
 from pipeline.runtime import Runtime
 
 
@@ -59,18 +59,20 @@ def process_files(
         for name, number, line in iter_inputs(inputs):
             if not line:
                 continue  # a blank line in a file is layout, not a record (a blank Kafka message is one)
-            outcome = process(line, ingest)
-            counters.count(outcome)
-            source = Source(name, 0, number, ingest)
-            for output, _, value in outcome_messages(outcome, line, source, sealer):
+            # The same guarded path as the stream: whatever the line does, it ends as outputs or in quarantine.
+            routed = route_record(process, line, Source(name, 0, number, ingest), sealer)
+            counters.count(routed.outcome)
+            for output, _, value in routed.messages:
                 files[output].write(value + b"\n")
             if detector is not None:
-                for observation in outcome.observations:
-                    state, alerts = detector(states.get(observation.subject), observation)
+                for observation in routed.outcome.observations:
+                    subject = observation.subject
+                    state, alerts, failed = detector.observe(states.get(subject), (observation,))
                     if state is None:
-                        states.pop(observation.subject, None)
+                        states.pop(subject, None)
                     else:
-                        states[observation.subject] = state
+                        states[subject] = state
+                    counters.detector_failures += failed
                     counters.alerts += len(alerts)
                     for alert in alerts:
                         abuse.write(dumps(alert) + b"\n")

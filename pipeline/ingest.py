@@ -32,7 +32,7 @@ from mode import Service
 
 from config.settings import Settings
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, outcome_messages
+from pipeline.routing import Output, Source, observation_batch, route_record
 from transforms.model import Observation
 from transforms.process import RecordProcessor
 from transforms.quarantine import QuarantineSealer
@@ -64,22 +64,22 @@ def default_partitioner(key: bytes | None, all_partitions: list[int], available:
     return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
-def observation_batches(observations: Iterable[Observation], partitions: int) -> Iterator[tuple[int, bytes]]:
-    """One message per observation partition: ``{subject: [observation, ...]}``, subjects in first-seen order.
+def observation_batches(rows: Iterable[tuple[str, bytes]], partitions: int) -> Iterator[tuple[int, bytes]]:
+    """One message per observation partition: ``{subject: [row, ...]}``, subjects in first-seen order.
 
-    Each subject goes to the partition its pseudonym hashes to, so its detector state lives in one place
+    ``rows`` are (subject, serialized observation row) pairs as :func:`~pipeline.routing.route_record` made
+    them. Each subject goes to the partition its pseudonym hashes to, so its detector state lives in one place
     (the detector table's changelog uses the same partitioner). One message per partition per poll
     rather than one per subject or per event: the detector then pays faust's per-event cost a few times
     per poll, and reads, updates and changelogs each active subject once. Per-subject order is kept,
     which is all the detector's results depend on.
     """
-    by_partition: dict[int, dict[str, list[list[Any]]]] = {}
-    for observation in observations:
-        subject = observation.subject
+    by_partition: dict[int, dict[str, list[bytes]]] = {}
+    for subject, row in rows:
         group = by_partition.setdefault(key_partition(subject.encode(), partitions), {})
-        group.setdefault(subject, []).append(observation.to_row())
+        group.setdefault(subject, []).append(row)
     for partition, groups in by_partition.items():
-        yield partition, orjson.dumps(groups)
+        yield partition, observation_batch(groups)
 
 
 def read_observation_batch(value: bytes) -> Iterator[tuple[str, list[Observation]]]:
@@ -313,23 +313,24 @@ class BatchIngest(Service):
         outputs = self.outputs()
         names, process, sealer, count = self._names, self._process, self._sealer, self._counters.count
         fromtimestamp, now = datetime.fromtimestamp, datetime.now
-        observations: list[Observation] = []
+        observation_rows: list[tuple[str, bytes]] = []
         offsets = {}
         for tp, messages in polled.items():
             for message in messages:
                 payload = message.value or b""
                 ingest = fromtimestamp(message.timestamp / 1000, UTC) if message.timestamp > 0 else now(UTC)
-                outcome = process(payload, ingest)
-                count(outcome)
-                source = Source(tp.topic, tp.partition, message.offset, ingest)
-                for output, key, value in outcome_messages(outcome, payload, source, sealer):
+                # Every step that reads the record's data is inside route_record: whatever this record does,
+                # it ends as outputs or a quarantine envelope, and the poll goes on.
+                routed = route_record(process, payload, Source(tp.topic, tp.partition, message.offset, ingest), sealer)
+                count(routed.outcome)
+                for output, key, value in routed.messages:
                     outputs.add(names[output], key, value)
                 if self._detecting:
-                    observations.extend(outcome.observations)
+                    observation_rows.extend(routed.observation_rows)
             offsets[tp] = messages[-1].offset + 1
-        if observations:
+        if observation_rows:
             topic = names[Output.OBSERVATIONS]
-            for partition, value in observation_batches(observations, self._partition_counts[topic]):
+            for partition, value in observation_batches(observation_rows, self._partition_counts[topic]):
                 outputs.add(topic, None, value, partition)
         # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash
         # in between replays the poll (at-least-once), it never skips it.

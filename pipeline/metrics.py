@@ -19,6 +19,7 @@ class RouteCounters:
         self.abuse_records = 0
         self.alerts = 0  # stateful detections (counted where the detector runs)
         self.undecodable_observations = 0  # observation batches the detector could not read (skipped)
+        self.detector_failures = 0  # observations the detector raised on (skipped, the subject's state kept)
 
     def count(self, outcome: Outcome) -> None:
         self.input += 1
@@ -39,6 +40,7 @@ class RouteCounters:
             "quarantine": self.routes[Route.QUARANTINE.value],
             "filtered": self.routes[Route.FILTERED.value],
             "analytics_records": self.analytics_records,
+            "detector_failures": self.detector_failures,
             "reasons": {f"{route}:{reason}": n for (route, reason), n in sorted(self.reasons.items())},
         }
 
@@ -66,5 +68,7 @@ class RouteCounters:
             f'pseudonymizer_output_records_total{{app="{app_id}",topic="abuse",kind="alert"}} {self.alerts}',
             "# TYPE pseudonymizer_undecodable_observation_batches_total counter",
             f'pseudonymizer_undecodable_observation_batches_total{{app="{app_id}"}} {self.undecodable_observations}',
+            "# TYPE pseudonymizer_detector_failed_observations_total counter",
+            f'pseudonymizer_detector_failed_observations_total{{app="{app_id}"}} {self.detector_failures}',
         ]
         return "\n".join(lines) + "\n"

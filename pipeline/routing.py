@@ -1,19 +1,26 @@
-"""One outcome -> the messages it produces: shared by the stream worker, the file mode and the benchmarks.
+"""One raw record -> the messages it produces: shared by the stream worker, the file mode and the benchmarks.
 
 Keeping this in one place means the topics (or files) every mode writes hold byte-for-byte the same
-records: analytics records, per-record abuse events keyed by subject, and the sealed quarantine envelope.
-(The stream worker also writes the outcome's observations for its detector: pipeline/ingest.py.)
+records: analytics records, per-record abuse events keyed by subject, the sealed quarantine envelope,
+and the serialized observation rows the stream worker batches for its detector (pipeline/ingest.py).
+
+:func:`route_record` is the one guarded path between "bytes received" and "bytes handed to a producer":
+parsing, transforms, signals, output building and serialization all happen inside it, so whatever any of
+them raises turns that one record into a quarantine envelope with a reason code, and the caller goes on
+with the rest of its poll or file. A poison record is therefore written (to quarantine) and committed
+like any other: it can never be re-read forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import orjson
 
+from transforms.errors import Reason
 from transforms.process import Outcome, Route
 from transforms.quarantine import QuarantineSealer, quarantine_record
 
@@ -35,25 +42,58 @@ class Source:
     ingest: datetime
 
 
-def outcome_messages(
-    outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer
-) -> Iterator[tuple[Output, bytes | None, bytes]]:
-    """Yield (output, key, value) for every record the outcome sends; keys are security pseudonyms or None."""
+Message = tuple[Output, bytes | None, bytes]  # (output, key, value); keys are security pseudonyms or None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedRecord:
+    """Everything one raw record produces, already serialized: nothing after this can fail on its data."""
+
+    outcome: Outcome  # what is counted: a quarantine outcome if any step after parsing failed
+    messages: list[Message]
+    # (subject, JSON row) per observation for the stream's detector; rows are joined into batches as bytes
+    observation_rows: list[tuple[str, bytes]]
+
+
+def route_record(
+    process: Callable[[bytes, datetime], Outcome], payload: bytes, source: Source, sealer: QuarantineSealer
+) -> RoutedRecord:
+    """Process, build and serialize every output of one record, failing closed to a quarantine envelope."""
     dumps = orjson.dumps
-    for record in outcome.analytics:
-        yield Output.ANALYTICS, None, dumps(record)
-    for record in outcome.abuse:
-        # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
-        yield Output.ABUSE, record["subject"].encode(), dumps(record)
-    if outcome.route is Route.QUARANTINE:
-        envelope = quarantine_record(
-            reason=outcome.reason or "unknown",
-            field=outcome.field,
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
-            ingest_time=source.ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            payload=payload,
-            sealer=sealer,
-        )
-        yield Output.QUARANTINE, None, dumps(envelope)
+    try:
+        outcome = process(payload, source.ingest)
+        messages: list[Message] = [(Output.ANALYTICS, None, dumps(record)) for record in outcome.analytics]
+        for record in outcome.abuse:
+            # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
+            messages.append((Output.ABUSE, record["subject"].encode(), dumps(record)))
+        if outcome.route is Route.QUARANTINE:
+            messages.append(_quarantine_message(outcome, payload, source, sealer))
+        rows = [(observation.subject, dumps(observation.to_row())) for observation in outcome.observations]
+    except Exception:  # fail closed: whatever the record did, it leaves as a sealed quarantine envelope
+        outcome = Outcome(Route.QUARANTINE, Reason.TRANSFORM_FAILED.value)
+        return RoutedRecord(outcome, [_quarantine_message(outcome, payload, source, sealer)], [])
+    return RoutedRecord(outcome, messages, rows)
+
+
+def _quarantine_message(outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer) -> Message:
+    envelope = quarantine_record(
+        reason=outcome.reason or Reason.TRANSFORM_FAILED.value,
+        field=outcome.field,
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        ingest_time=source.ingest.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        payload=payload,
+        sealer=sealer,
+    )
+    return Output.QUARANTINE, None, orjson.dumps(envelope)
+
+
+def observation_batch(groups: dict[str, list[bytes]]) -> bytes:
+    """``{subject: [row, ...]}`` as JSON, from rows :func:`route_record` already serialized.
+
+    Assembled as bytes, so a batch of a whole poll cannot fail on one record's values (each row was
+    serialized inside that record's guarded path). Subjects are security pseudonyms.
+    """
+    dumps = orjson.dumps
+    return b"{" + b",".join(dumps(subject) + b":[" + b",".join(rows) + b"]" for subject, rows in groups.items()) + b"}"

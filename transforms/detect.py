@@ -820,14 +820,42 @@ class Detector:
                 latest = float(t)
             buckets, quiet = dict(state["b"]), dict(state["q"])
         alerts: list[dict[str, Any]] = []
-        for rule in matched:
-            until = quiet.get(rule.id)
-            if until is not None and t < until:
-                continue
-            alert = self._count(rule, buckets, quiet, obs, latest - self._window)
-            if alert is not None:
-                alerts.append(alert)
+        cutoff = latest - self._window
+        # A folded line ("message repeated N times", Observation.repeat) counts as N lines at one time, exactly
+        # as N observations would; once every matching rule is quiet the rest change nothing.
+        for _ in range(obs.repeat if type(obs.repeat) is int and obs.repeat > 1 else 1):
+            counted = False
+            for rule in matched:
+                until = quiet.get(rule.id)
+                if until is not None and t < until:
+                    continue
+                counted = True
+                alert = self._count(rule, buckets, quiet, obs, cutoff)
+                if alert is not None:
+                    alerts.append(alert)
+            if not counted:
+                break
         return self._prune(latest, late, buckets, quiet, keep_watermark=True), alerts
+
+    def observe(
+        self, state: dict[str, Any] | None, observations: Iterable[Observation]
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+        """One subject's observations in order: (new state, alerts, observations that failed).
+
+        The stream's detector agent and the file mode both call this. An observation the detector cannot
+        handle leaves the state as it was (calls never change it in place) and is counted, so one bad
+        observation can neither stop detection nor lose the subject's other observations.
+        """
+        alerts: list[dict[str, Any]] = []
+        failed = 0
+        for observation in observations:
+            try:
+                state, fired = self(state, observation)
+            except Exception:  # fail closed for this one observation; the caller counts it
+                failed += 1
+                continue
+            alerts.extend(fired)
+        return state, alerts, failed
 
     def expire(self, state: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
         """Drop drained buckets and ended quiet periods as of event time ``now``; None when nothing is left.

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     INVALID_JSON = "invalid_json"
     NOT_AN_OBJECT = "not_an_object"
     WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"  # a number beyond its field's real range (a status of 10**30)
     UNPARSEABLE_LINE = "unparseable_line"
     MISSING_IP = "missing_ip"
     INVALID_IP = "invalid_ip"

@@ -1,7 +1,7 @@
 """The parsed event: what every input format is reduced to before any privacy transform runs.
 
 A parser turns one raw record (bytes) into one or more :class:`Event` (an rsyslog
-``message repeated N times`` line expands to N). Fields hold *raw* values (the client IP, the full
+``message repeated N times`` line is one event with ``repeat=N``). Fields hold *raw* values (the client IP, the full
 URL with its query): they exist only between the parser and the transforms and are never
 serialized. The output records are built from them by the policy (see ``transforms.policy``).
 """
@@ -55,6 +55,9 @@ class Event:
     format: str = ""  # "ecs_json", "flat_json", "apache_combined", "sshd_syslog", ...
     time_flag: str | None = None  # None, or why ingest time was used: "missing", "unparseable", "implausible"
     extra: dict[str, str] = field(default_factory=dict)  # parser-specific hints, never raw personal data
+    # How many identical lines this event stands for (rsyslog's "message repeated N times", capped by the
+    # parser): one event carries the count as a number, so one input line never becomes N outputs.
+    repeat: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class Observation:
     country: str | None = None
     asn: int | None = None
     as_org: str | None = None
+    repeat: int = 1  # identical events this one stands for (Event.repeat): the detector counts each
 
     def to_row(self) -> list[Any]:
         """The positional form the observation topic carries, without ``subject`` (it keys the row's group).
@@ -104,15 +108,22 @@ class Observation:
             self.country,
             self.asn,
             self.as_org,
+            self.repeat,
         ]
 
     @classmethod
     def from_row(cls, subject: str, row: list[Any]) -> Observation:
         """The observation :meth:`to_row` encoded (after a JSON round trip); ValueError on a malformed row."""
-        if not isinstance(row, list) or len(row) != OBSERVATION_ROW_LENGTH:
+        if not isinstance(row, list) or len(row) not in (OBSERVATION_ROW_LENGTH, OBSERVATION_ROW_LENGTH - 1):
+            # One shorter: a row written before ``repeat`` existed (still in the topic after an upgrade).
             raise ValueError("observation row of the wrong shape")
         time, kind, signals, *rest = row
-        return cls(subject, time, kind, tuple(signals) if signals else (), *rest)
+        observation = cls(subject, time, kind, tuple(signals) if signals else (), *rest)
+        # The fields the consumer computes with (event time, the repeat count) are checked; the rest are
+        # compared only, and a wrong type there matches nothing.
+        if type(time) not in (int, float) or type(observation.repeat) is not int or observation.repeat < 1:
+            raise ValueError("observation row with a wrong time or repeat")
+        return observation
 
 
 # Every field but ``subject``, in declaration order: the length of :meth:`Observation.to_row`.

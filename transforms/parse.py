@@ -29,9 +29,9 @@ Known answers (ingest time 2015-05-18 00:00 UTC):
 >>> event = parse(line, ingest)[0]
 >>> event.source_ip, event.method, event.url, event.status, event.referrer, event.format
 ('83.149.9.216', 'GET', '/a?b', 200, None, 'apache_combined')
->>> [e.ssh_outcome.value for e in parse(b"Dec 10 07:13:56 LabSZ sshd[24227]: message repeated 2 times: "
-...                                       b"[ Failed password for root from 5.36.59.76 port 42393 ssh2]", ingest)]
-['failed', 'failed']
+>>> folded = b"Dec 10 07:13:56 LabSZ sshd[24227]: message repeated 2 times: [ Failed password for root from 5.36.59.76"
+>>> [(e.ssh_outcome.value, e.repeat) for e in parse(folded + b" port 42393 ssh2]", ingest)]
+[('failed', 2)]
 >>> parse(b"Dec 10 06:55:48 LabSZ sshd[24200]: Received signal 15; terminating.", ingest)
 []
 >>> event = parse(b"May 17 10:05:03 web nginx[2869]: " + line, ingest)[0]
@@ -46,6 +46,7 @@ Known answers (ingest time 2015-05-18 00:00 UTC):
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -191,7 +192,7 @@ class ParseParams(BaseModel):
     max_future_skew_s: int = Field(default=300, ge=0)
     # an event time older than this is a broken clock too
     max_event_age_days: int = Field(default=3650, gt=0)
-    # "message repeated N times" expands to at most this many events (N is attacker-influenced input)
+    # "message repeated N times" counts as at most this many lines (N is attacker-influenced input)
     max_repeat_events: int = Field(default=1000, ge=1)
     # syslog program tags whose messages are read as access / error lines; "nginx" also covers "nginx-access",
     # "nginx_error", "nginx/site1". Add a deployment's own tags ("docker/web-1") here.
@@ -317,6 +318,11 @@ _LOG_ESCAPES: Final[Mapping[str, bytes]] = {
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _XFF_CHARS = frozenset("0123456789abcdefABCDEF.:[], ")
 _MALFORMED: Final = "malformed"
+
+# Integers are bounded where they enter: every output serializes them (orjson refuses integers beyond 64 bits)
+# and the detector compares them. A status of 0 is what some proxies log for an aborted request.
+STATUS_RANGE: Final = (0, 999)
+BYTES_RANGE: Final = (0, 2**63 - 1)
 _APACHE_CACHE_SIZE = 4096
 
 
@@ -646,8 +652,8 @@ class _Parser:
                 method=method,
                 url=url,
                 http_version=version,
-                status=None if status == "-" else int(status),
-                bytes_sent=None if size == "-" else int(size),
+                status=None if status == "-" else int(status),  # three digits by the line pattern
+                bytes_sent=None if size == "-" else _bounded(size, BYTES_RANGE, "bytes_sent"),
                 referrer=None if referrer is None or referrer in ("-", "") else referrer,
                 user_agent=None if agent is None or agent in ("-", "") else agent,
                 user=None if user == "-" else user,
@@ -803,33 +809,32 @@ class _Parser:
         hostname = not looks_like_ip(source)
         # old pam_unix and UseDNS=yes log the client's host name: keep it, marked, for the pipeline to handle
         source = source.lower() if hostname else clean_ip(source)
-        if not source:
+        if not source or count < 1:  # "message repeated 0 times" stands for no line
             return []
-        capped = count > self._max_repeat
-        events = []
-        for _ in range(min(count, self._max_repeat)):
-            extra: dict[str, str] = {}  # one dict per event: Event is frozen but a dict is not
-            if hostname:
-                extra["source_kind"] = "hostname"
-            if capped:
-                extra["repeat_capped"] = "1"
-            if hit.event is not None:  # a fixed hint code for the signal detector, never text from the line
-                extra[SSH_EVENT_KEY] = hit.event
-            events.append(
-                Event(
-                    kind=EventKind.SSH,
-                    source_ip=source,
-                    time=time,
-                    user=hit.user,
-                    ssh_outcome=hit.outcome,
-                    ssh_method=hit.method,
-                    invalid_user=hit.invalid_user,
-                    format=fmt,
-                    time_flag=time_flag,
-                    extra=extra,
-                )
+        extra: dict[str, str] = {}
+        if hostname:
+            extra["source_kind"] = "hostname"
+        if count > self._max_repeat:
+            extra["repeat_capped"] = "1"
+        if hit.event is not None:  # a fixed hint code for the signal detector, never text from the line
+            extra[SSH_EVENT_KEY] = hit.event
+        # One event that carries the count: "message repeated 1000 times" is one line and yields one abuse
+        # event (with repeat=1000), not a thousand; the detector counts it as that many lines.
+        return [
+            Event(
+                kind=EventKind.SSH,
+                source_ip=source,
+                time=time,
+                user=hit.user,
+                ssh_outcome=hit.outcome,
+                ssh_method=hit.method,
+                invalid_user=hit.invalid_user,
+                format=fmt,
+                time_flag=time_flag,
+                extra=extra,
+                repeat=min(count, self._max_repeat),
             )
-        return events
+        ]
 
     # --- JSON ------------------------------------------------------------------------------------------
 
@@ -895,8 +900,8 @@ class _Parser:
             method=method,
             url=url,
             http_version=version,
-            status=_integer(obj, schema.status),
-            bytes_sent=_integer(obj, schema.bytes_sent),
+            status=_integer(obj, schema.status, STATUS_RANGE),
+            bytes_sent=_integer(obj, schema.bytes_sent, BYTES_RANGE),
             referrer=_header(obj, schema.referrer, None),
             user_agent=_header(obj, schema.user_agent, None),
             user=_user(obj, schema.user),
@@ -1008,23 +1013,40 @@ def _header(obj: dict[str, Any], paths: tuple[_Path, ...], join: str | None) -> 
     return None if value in ("", "-") else value
 
 
-def _integer(obj: dict[str, Any], paths: tuple[_Path, ...]) -> int | None:
-    """An integer field: a JSON integer, an integral float, or digits in a string (nginx JSON quotes them)."""
+def _integer(obj: dict[str, Any], paths: tuple[_Path, ...], bounds: tuple[int, int]) -> int | None:
+    """An integer field within ``bounds``: a JSON integer, an integral float, or digits in a string (nginx JSON
+    quotes them). Out of range: ``out_of_range`` (orjson reads integers beyond 64 bits as floats, and no output
+    could carry them)."""
     value, name = _present(obj, paths)
     if value is None:
         return None
     kind = type(value)
     if kind is int:
-        return int(value)
+        return _bounded(value, bounds, name)
     if kind is str:
         text = value.strip()
         if text in ("", "-"):
             return None
         if text.isascii() and text.isdigit():
-            return int(text)
-    elif kind is float and value.is_integer():
-        return int(value)
+            return _bounded(text, bounds, name)
+    elif kind is float and math.isfinite(value) and value.is_integer():
+        return _bounded(int(value), bounds, name)
     raise RecordError(Reason.WRONG_TYPE, name)
+
+
+def _bounded(value: int | str, bounds: tuple[int, int], name: str) -> int:
+    """``value`` (an int, or ASCII digits) as an int within ``bounds``, else ``out_of_range``.
+
+    Digit strings longer than the upper bound's are refused before ``int()`` reads them: a field of
+    100,000 digits would otherwise cost quadratic time (or hit Python's digit limit)."""
+    low, high = bounds
+    if isinstance(value, str):
+        if len(value.lstrip("0")) > len(str(high)):
+            raise RecordError(Reason.OUT_OF_RANGE, name)
+        value = int(value)
+    if not low <= value <= high:
+        raise RecordError(Reason.OUT_OF_RANGE, name)
+    return value
 
 
 def _user(obj: dict[str, Any], paths: tuple[_Path, ...]) -> str | None:

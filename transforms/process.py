@@ -156,14 +156,14 @@ class RecordProcessor:
             # carry exactly what the policy allows; most events have no signal and need only that subset.
             if signals:
                 shared = self._abuse(subject, {})
-                outcome.abuse.extend(self._abuse_records(shared, signals))
+                outcome.abuse.extend(self._abuse_records(shared, signals, event.repeat))
             else:
                 shared = self._observed(subject, {})
             outcome.observations.append(_observation(shared, subject, signals))
         if event.kind in self._analytics.kinds:
             outcome.analytics.append(self._analytics(subject, {"schema": ANALYTICS_SCHEMA}))
 
-    def _abuse_records(self, shared: dict[str, Any], signals: list[Signal]) -> list[dict[str, Any]]:
+    def _abuse_records(self, shared: dict[str, Any], signals: list[Signal], repeat: int) -> list[dict[str, Any]]:
         records = []
         for signal in signals:
             record: dict[str, Any] = {
@@ -175,6 +175,8 @@ class RecordProcessor:
             }
             if signal.technique:
                 record["technique"] = signal.technique
+            if repeat > 1:
+                record["repeat"] = repeat  # the line stood for this many identical ones: a count, not copies
             record.update(shared)
             records.append(record)
         return records
@@ -202,4 +204,5 @@ def _observation(shared: dict[str, Any], subject: Subject, signals: list[Signal]
         country=geo.get("country"),
         asn=geo.get("asn"),
         as_org=geo.get("as_org"),
+        repeat=event.repeat,
     )

@@ -1,5 +1,5 @@
 """What every benchmarked system shares: the project's runtime, built from the same ``PSEUDO_*`` settings as
-the product's worker, and the product's own routing (:func:`pipeline.routing.outcome_messages`).
+the product's worker, and the product's own guarded routing (:func:`pipeline.routing.route_record`).
 
 The baselines do not run the stateful detector (``product`` does, behind a repartition topic), so they route
 without observations; ``limit`` reports the detector's cost separately.
@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from config.settings import Settings
-from pipeline.routing import Output, Source, outcome_messages
+from pipeline.routing import Message, Output, Source, route_record
 from pipeline.runtime import Runtime, build_runtime
 
-Message = tuple[Output, bytes | None, bytes]  # (output, key, value)
 Router = Callable[[bytes, datetime, str, int, int], Iterator[Message]]
 
 
@@ -39,6 +38,6 @@ def build_router(runtime: Runtime) -> Router:
 
     def route(raw: bytes, ingest: datetime, topic: str, partition: int, offset: int) -> Iterator[Message]:
         source = Source(topic, partition, offset, ingest)
-        return outcome_messages(process(raw, ingest), raw, source, sealer)
+        return iter(route_record(process, raw, source, sealer).messages)
 
     return route

@@ -23,7 +23,7 @@ from benchmarks.throughput.common import build_router, load_runtime
 from benchmarks.throughput.monitor import own_peak_rss_mb
 from benchmarks.throughput.records import read_records
 from pipeline.ingest import observation_batches, read_observation_batch
-from pipeline.routing import Source, outcome_messages
+from pipeline.routing import Source, route_record
 
 POLL = 2000  # records per ingest poll (the product's PSEUDO_MAX_POLL_RECORDS default)
 PARTITIONS = 4  # observation partitions (the harness's default)
@@ -64,13 +64,12 @@ def main() -> None:
         outputs = 0
         dumps = orjson.dumps
         for start in range(0, len(batch), POLL):
-            observations = []
+            rows = []
             for offset, raw in enumerate(batch[start : start + POLL], start):
-                outcome = process(raw, ingest)
-                for _ in outcome_messages(outcome, raw, Source("bench", 0, offset, ingest), sealer):
-                    outputs += 1
-                observations.extend(outcome.observations)
-            for _, value in observation_batches(observations, PARTITIONS):
+                routed = route_record(process, raw, Source("bench", 0, offset, ingest), sealer)
+                outputs += len(routed.messages)
+                rows.extend(routed.observation_rows)
+            for _, value in observation_batches(rows, PARTITIONS):
                 for subject, group in read_observation_batch(value):
                     state = states.get(subject)
                     for observation in group:

@@ -3,7 +3,7 @@
     python -m benchmarks.throughput.quix_app      (PSEUDO_* environment, like the product's worker)
 
 One StreamingDataFrame: ``apply(..., expand=True)`` runs the processor and the product's routing
-(:func:`pipeline.routing.outcome_messages`, so the output bytes are the product's), then ``to_topic`` with a
+(:func:`pipeline.routing.route_record`, so the output bytes are the product's), then ``to_topic`` with a
 callable that picks each message's topic and key. The output topics' serializer passes the routed bytes through.
 Producer settings follow the product's (lz4, linger 5 ms; librdkafka's default acks=all); commits every second
 like the product's worker. Stops on SIGTERM/SIGINT (Quix handles them).

@@ -34,6 +34,7 @@ observations = st.builds(
     country=st.sampled_from([None, "DE", "US"]),
     asn=st.none() | st.integers(0, 2**32 - 1),
     as_org=_MAYBE_TEXT,
+    repeat=st.integers(1, 1000),
 )
 
 
@@ -48,7 +49,8 @@ def test_an_observation_row_survives_the_json_round_trip(observation: Observatio
 def test_observation_batches_route_each_subject_to_its_partition_in_order(
     batch: list[Observation], partitions: int
 ) -> None:
-    messages = list(observation_batches(batch, partitions))
+    rows = [(observation.subject, orjson.dumps(observation.to_row())) for observation in batch]
+    messages = list(observation_batches(rows, partitions))
     assert len({partition for partition, _ in messages}) == len(messages)  # one message per partition
     decoded: dict[str, list[Observation]] = {}
     for partition, value in messages:

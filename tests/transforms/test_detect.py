@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import doctest
 import itertools
 import math
@@ -791,3 +792,39 @@ def test_alerting_rules_do_not_depend_on_arrival_order_within_the_window(gaps: l
     _, ordered = run(_REORDER, [ssh(t) for t in times])
     _, shuffled = run(_REORDER, [ssh(times[i]) for i in arrival])
     assert {a["rule"] for a in shuffled} == {a["rule"] for a in ordered}
+
+
+# ---------------------------------------------------------------------------------- folded repeats, failures
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 600), st.integers(1, 12), st.sampled_from(["failed", "invalid_user", "auth_failure"])),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_folded_repeat_counts_as_that_many_observations(lines: list[tuple[int, int, str]]) -> None:
+    """One observation with repeat=N gives the state and alerts of N identical observations."""
+    detector = Detector.build(DetectionParams())
+    lines.sort()
+    folded = [dataclasses.replace(ssh(t, outcome), repeat=n) for t, n, outcome in lines]
+    expanded = [ssh(t, outcome) for t, n, outcome in lines for _ in range(n)]
+    assert run(detector, folded) == run(detector, expanded)
+
+
+def test_a_thousand_fold_repeat_raises_each_alert_once(detector: Detector) -> None:
+    """'message repeated 1000 times' raises each brute-force rule once, not a thousand alerts."""
+    _, alerts = run(detector, [dataclasses.replace(ssh(0), repeat=1000)])
+    rules = [alert["rule"] for alert in alerts]
+    assert sorted(rules) == ["ssh.bruteforce", "ssh.persistent_bruteforce", "ssh.slow_bruteforce"]
+
+
+def test_observe_skips_an_observation_the_detector_cannot_handle(detector: Detector) -> None:
+    """A bad observation is counted and skipped; the subject's other observations still count."""
+    bad = dataclasses.replace(ssh(2), signals=object())  # type: ignore[arg-type]
+    state, alerts, failed = detector.observe(None, [ssh(0), ssh(1), bad, *every(5, 1, lambda i, t: ssh(t), 3)])
+    assert failed == 1
+    assert fired(alerts, "ssh.bruteforce") == 1
+    assert state == run(detector, [ssh(0), ssh(1), *every(5, 1, lambda i, t: ssh(t), 3)])[0]

@@ -351,7 +351,7 @@ SSH_JSON_CASES: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
             "message": "message repeated 2 times: [ Failed password for root from 198.51.100.7 port 2222 ssh2]",
             "source_ip": "10.9.9.9",
         },
-        [{"source_ip": "198.51.100.7", "time_flag": "missing"}] * 2,
+        [{"source_ip": "198.51.100.7", "time_flag": "missing", "repeat": 2}],
     ),
     # rsyslog tag with the pid, a line that names no client
     ({"syslogtag": "sshd[42]:", "message": "Server listening on 0.0.0.0 port 22."}, []),

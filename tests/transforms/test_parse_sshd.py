@@ -537,28 +537,27 @@ def test_syslog_year_is_the_latest_not_in_the_future(stamp: str, ingest: datetim
     assert (event.time.year, event.time_flag) == (year, None)
 
 
-def test_message_repeated_expands_to_n_events() -> None:
-    """rsyslog's 'message repeated N times: [ MSG ]' gives N separate events with their own extra dicts."""
+def test_message_repeated_is_one_event_with_its_count() -> None:
+    """rsyslog's 'message repeated N times: [ MSG ]' is one event carrying N, not N events (no amplification)."""
     line = HEAD + "message repeated 5 times: [ Failed password for root from 5.36.59.76 port 42393 ssh2]"
     events = PARSE(line.encode(), INGEST)
-    assert [_summary(e) for e in events] == [(FAILED, "5.36.59.76", "root", "password", False, {})] * 5
-    assert len({id(e.extra) for e in events}) == 5
+    assert [_summary(e) for e in events] == [(FAILED, "5.36.59.76", "root", "password", False, {})]
+    assert events[0].repeat == 5
 
 
 def test_message_repeated_keeps_the_hint() -> None:
-    """Each event of a folded repeat carries the line's hint."""
+    """The event of a folded repeat carries the line's hint and count."""
     line = HEAD + "message repeated 3 times: [ Did not receive identification string from 192.0.2.5]"
     events = PARSE(line.encode(), INGEST)
-    assert [_summary(e) for e in events] == [(OTHER, "192.0.2.5", None, None, False, hint("no_ident"))] * 3
+    assert [(_summary(e), e.repeat) for e in events] == [((OTHER, "192.0.2.5", None, None, False, hint("no_ident")), 3)]
 
 
 def test_message_repeated_is_capped() -> None:
-    """A huge repeat count is capped at max_repeat_events, and the events say so."""
+    """A huge repeat count is capped at max_repeat_events, and the event says so."""
     parse = build_parser(ParseParams(max_repeat_events=3))
     line = HEAD + "message repeated 999999999 times: [ Failed password for root from 5.36.59.76 port 1 ssh2]"
     events = parse(line.encode(), INGEST)
-    assert len(events) == 3
-    assert all(e.extra == {"repeat_capped": "1"} for e in events)
+    assert [(e.repeat, e.extra) for e in events] == [(3, {"repeat_capped": "1"})]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,109 @@
+"""The one guarded path from raw bytes to serialized messages: whatever a record does, it ends routed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config import load_policy
+from pipeline.routing import Output, Source, observation_batch, route_record
+from tests.transforms.keyfixtures import fixed_keyring
+from transforms.model import Observation
+from transforms.process import Outcome, RecordProcessor, Route
+from transforms.quarantine import QuarantineSealer, associated_data, unseal
+
+KEYRING = fixed_keyring()
+SEALER = QuarantineSealer(KEYRING.quarantine_key())
+PROCESSOR = RecordProcessor.build(load_policy(), KEYRING)
+INGEST = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SOURCE = Source("logs.raw", 1, 7, INGEST)
+GOOD = b'198.51.100.7 - - [27/Nov/2026:11:59:00 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8"'
+
+
+def _quarantined(routed: Any) -> dict[str, Any]:
+    assert routed.outcome.route is Route.QUARANTINE
+    assert [output for output, _, _ in routed.messages] == [Output.QUARANTINE]
+    assert routed.observation_rows == []
+    return dict(orjson.loads(routed.messages[0][2]))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "field"),
+    [
+        # Apache %b beyond 64 bits: passed parsing and stopped the worker in serialization
+        (GOOD.replace(b" 512 ", b" " + b"9" * 30 + b" "), "out_of_range", "bytes_sent"),
+        # 100,000 digits: refused before int() reads them
+        (GOOD.replace(b" 512 ", b" " + b"1" * 100_000 + b" "), "oversized", None),
+        # JSON integers beyond 64 bits (orjson reads them as floats)
+        (
+            b'{"source":{"ip":"198.51.100.7"},"url":{"original":"/"},"http":{"response":{"status_code":'
+            + b"1" * 30
+            + b"}}}",
+            "out_of_range",
+            "http.response.status_code",
+        ),
+        (
+            b'{"source":{"ip":"198.51.100.7"},"url":{"original":"/"},"http":{"response":{"status_code":200,'
+            b'"body":{"bytes":123456789012345678901234567890}}}}',
+            "out_of_range",
+            "http.response.body.bytes",
+        ),
+        (b'{"remote_addr":"198.51.100.7","status":"99999999999999999999999"}', "out_of_range", "status"),
+        (b'{"remote_addr":"198.51.100.7","status":-1}', "out_of_range", "status"),
+        (b'{"remote_addr":"198.51.100.7","bytes":1e300}', "out_of_range", "bytes"),
+        (b'{"remote_addr":"198.51.100.7","bytes":Infinity}', "invalid_json", None),
+    ],
+)
+def test_out_of_range_numbers_are_quarantined_with_a_reason(payload: bytes, reason: str, field: str | None) -> None:
+    envelope = _quarantined(route_record(PROCESSOR, payload, SOURCE, SEALER))
+    assert (envelope["reason"], envelope["field"]) == (reason, field)
+
+
+def test_a_processor_that_raises_quarantines_the_record() -> None:
+    def explode(raw: bytes, ingest: datetime) -> Outcome:
+        raise RuntimeError("boom 198.51.100.7")
+
+    envelope = _quarantined(route_record(explode, GOOD, SOURCE, SEALER))
+    assert envelope["reason"] == "transform_failed"
+    assert b"198.51.100.7" not in orjson.dumps(envelope)
+    assert unseal(KEYRING, envelope["payload"], associated_data("logs.raw", 1, 7)) == GOOD  # nothing lost
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome(Route.ANALYTICS, analytics=[{"bytes": 2**70}]),  # orjson refuses integers beyond 64 bits
+        Outcome(Route.ANALYTICS, analytics=[{"x": object()}]),  # not serializable at all
+        Outcome(Route.FILTERED, abuse=[{"subject": None}]),  # an abuse record without a usable key
+        Outcome(Route.FILTERED, observations=[Observation("s-1", 1.0, "http", status=2**70)]),
+    ],
+)
+def test_a_record_whose_outputs_cannot_be_serialized_is_quarantined(outcome: Outcome) -> None:
+    """Serialization is inside the guarded path: it fails this record, never the poll."""
+    envelope = _quarantined(route_record(lambda raw, ingest: outcome, GOOD, SOURCE, SEALER))
+    assert envelope["reason"] == "transform_failed"
+
+
+def test_a_good_record_yields_its_messages_and_rows() -> None:
+    routed = route_record(PROCESSOR, GOOD, SOURCE, SEALER)
+    assert routed.outcome.route is Route.ANALYTICS
+    assert [output for output, _, _ in routed.messages] == [Output.ANALYTICS]
+    assert [subject for subject, _ in routed.observation_rows] == [o.subject for o in routed.outcome.observations]
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.lists(st.lists(st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5), max_size=4), max_size=3),
+        max_size=5,
+    )
+)
+def test_an_observation_batch_assembled_from_rows_is_the_json_of_the_groups(groups: dict[str, Any]) -> None:
+    rows = {subject: [orjson.dumps(row) for row in group] for subject, group in groups.items()}
+    assert orjson.loads(observation_batch(rows)) == groups
