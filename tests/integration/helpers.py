@@ -99,7 +99,7 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
     # what its agent has processed about every second), then wait for the counters to settle.
     bootstrap = env["PSEUDO_BROKER"].removeprefix("kafka://")
     observations = f"{env['PSEUDO_APP_ID']}-observations"
-    while time.monotonic() < deadline and not asyncio.run(_consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
+    while time.monotonic() < deadline and not asyncio.run(consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
         time.sleep(0.3)
     stable = 0
     while stable < 4 and time.monotonic() < deadline:
@@ -111,7 +111,7 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
     return last
 
 
-async def _consumed(bootstrap: str, group: str, topic: str) -> bool:
+async def consumed(bootstrap: str, group: str, topic: str) -> bool:
     """Whether ``group`` has committed up to the end of every partition of ``topic`` (True if it has none)."""
     from aiokafka.admin import AIOKafkaAdminClient
 

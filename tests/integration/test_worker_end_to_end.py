@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.integration.helpers import (
     EMAIL,
     IPV4,
     ROOT,
+    consumed,
     drain_sync,
     leaked_addresses,
     produce,
@@ -45,6 +47,22 @@ BAD_RECORDS = [
     b"[1, 2, 3]",  # JSON, not an object
 ]
 
+# Records that stopped the worker (or the file mode) for good, or cost it seconds, before the guarded path.
+# They sit in the middle of the good records: everything after them must still be processed.
+POISON_RECORDS = [
+    # Apache %b beyond 64 bits: parsed, then orjson refused it while the outputs were serialized
+    b'203.0.113.91 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 ' + b"9" * 30 + b' "-" "curl/8"',
+    # the same through JSON: orjson reads the integer as a float, the status became 10**30
+    b'{"source":{"ip":"203.0.113.92"},"url":{"original":"/"},"http":{"response":{"status_code":'
+    + b"1" * 30
+    + b'}},"@timestamp":"2015-05-17T10:05:03Z"}',
+    # runs of %0a in the user agent: quadratic in the command-injection pattern (about a second)
+    b'203.0.113.93 - - [17/May/2015:10:05:03 +0000] "GET /b HTTP/1.1" 200 7 "-" "' + b"%0a" * 2700 + b'"',
+    # one line that used to become a thousand abuse events
+    b"May 17 10:05:03 host sshd[7]: message repeated 1000 times: [ Failed password for root from 203.0.113.94 "
+    b"port 22 ssh2]",
+]
+
 
 def _input_records() -> list[bytes]:
     apache = SHARED_DATA / "logs" / "elastic-apache-access" / "apache_logs_2015-05-17_18"
@@ -53,7 +71,9 @@ def _input_records() -> list[bytes]:
         lines = apache.read_bytes().splitlines()[:1500] + ssh.read_bytes().splitlines()[:600]
     else:
         lines = list(generate(2000, seed=11))
-    return [line for line in lines if line] + BAD_RECORDS
+    good = [line for line in lines if line]
+    half = len(good) // 2
+    return good[:half] + POISON_RECORDS + good[half:] + BAD_RECORDS
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +89,19 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     env = worker_env(kafka_bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
     records = _input_records()
     log_path = tmp / "worker.log"
-    with running_worker(env, log_path):
+    with running_worker(env, log_path) as worker:
         # One input partition keeps arrival order equal to file order, so the file mode must agree exactly
         # (stateful alerts included); the other partitions still exist and are consumed.
         sent = asyncio.run(produce(kafka_bootstrap, topics["input"], records, partition=0))
         counts = wait_for_input_count(env, sent)
+        alive = worker.poll() is None
+        deadline = time.monotonic() + 30
+        while not (
+            committed := asyncio.run(consumed(kafka_bootstrap, f"{env['PSEUDO_APP_ID']}-ingest", topics["input"]))
+        ):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     outputs = {name: drain_sync(kafka_bootstrap, topic) for name, topic in topics.items() if name != "input"}
     internal = {}
     for topic in _app_topics(kafka_bootstrap, env["PSEUDO_APP_ID"]):
@@ -81,6 +109,8 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {
         "records": records,
         "sent": sent,
+        "alive": alive,
+        "committed": committed,
         "counts": counts,
         "outputs": outputs,
         "internal": internal,
@@ -125,6 +155,20 @@ def test_bad_input_is_quarantined_with_reason_codes(run: dict[str, Any]) -> None
     reasons = Counter(orjson.loads(v)["reason"] for _, v in run["outputs"]["quarantine"])
     for expected in ("invalid_json", "invalid_utf8", "invalid_ip", "unparseable_line", "not_an_object"):
         assert reasons[expected] >= 1, reasons
+    assert reasons["out_of_range"] == 2, reasons  # the two oversized integers among the poison records
+
+
+def test_poison_records_neither_stop_the_worker_nor_hold_back_its_offsets(run: dict[str, Any]) -> None:
+    """The worker keeps running, every record is counted, and its ingest group commits to the input's end."""
+    assert run["alive"]
+    assert run["counts"]["input"] == run["sent"]
+    assert run["committed"], "the ingest group's offsets did not reach the end of the input"
+
+
+def test_one_folded_line_yields_one_abuse_event_with_its_count(run: dict[str, Any]) -> None:
+    events = [orjson.loads(v) for _, v in run["outputs"]["abuse"] if b'"kind":"event"' in v]
+    folded = [event for event in events if event.get("repeat") == 1000]
+    assert [(event["rule"], event["repeat"]) for event in folded] == [("ssh.auth_failed", 1000)]
 
 
 def test_quarantined_payloads_decrypt_to_the_originals(run: dict[str, Any]) -> None:
