@@ -17,7 +17,18 @@ import orjson
 from config.settings import Settings
 from transforms.errors import ConfigError, PseudonymizerError, RecordError
 
-SUBCOMMANDS = ("worker", "generate", "process", "lookup", "keys", "quarantine", "reveal", "demo", "transforms")
+SUBCOMMANDS = (
+    "worker",
+    "topics",
+    "generate",
+    "process",
+    "lookup",
+    "keys",
+    "quarantine",
+    "reveal",
+    "demo",
+    "transforms",
+)
 
 log = logging.getLogger("pseudonymizer")
 
@@ -87,6 +98,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = create_app(runtime)
     worker = _worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+    return 0
+
+
+# --- topics ------------------------------------------------------------------------------------------
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from pipeline.topics import ensure_topics
+
+    settings = _settings(args)
+    specs = settings.topic_specs()
+    created = set(asyncio.run(ensure_topics(settings.bootstrap, specs)))
+    for spec in specs:
+        outcome = "created" if spec.name in created else "exists, left as it is"
+        days = spec.retention_ms / 86_400_000
+        print(f"topics: {spec.name:32} {spec.partitions:4} partitions, retention {days:g} d: {outcome}")
+    print(f"topics: all {len(specs)} topics exist on {settings.bootstrap}; shippers may start", file=sys.stderr)
     return 0
 
 
@@ -321,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
     geo_flags(p)
     p.set_defaults(func=cmd_worker)
+
+    topics = sub.add_parser("topics", help="topic management").add_subparsers(dest="topics_command", required=True)
+    p = topics.add_parser(
+        "create",
+        help="create the input, output and internal topics that do not exist yet (idempotent); "
+        "run it before shippers start: the broker should not auto-create topics",
+    )
+    p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
+    p.set_defaults(func=cmd_topics_create)
 
     p = sub.add_parser("generate", help="produce sample traffic to the input topic")
     p.add_argument("--broker")

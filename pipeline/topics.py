@@ -1,44 +1,122 @@
-"""Creates missing topics with their partition counts and per-purpose retention before the worker starts.
+"""Creates missing topics with their partition counts and per-purpose retention.
 
 The broker runs with ``auto.create.topics.enable=false`` (as production brokers should): a typo in a
-topic name must fail loudly, not create a stray topic that silently collects personal data.
+topic name must fail loudly, not create a stray topic that silently collects personal data. The flip side:
+a shipper that publishes before the input topic exists gets ``Unknown topic or partition`` and drops its
+lines. So the worker creates the topics at start, and ``pseudonymizer topics create`` does the same for an
+operator before any shipper or worker runs. Both may run at once, or repeatedly: existing topics are left
+as they are.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
+import time
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
 from config.settings import TopicSpec
+from transforms.errors import ConfigError
 
 log = logging.getLogger("pseudonymizer.topics")
 
+# How long a created topic may take to show in the broker's metadata before creation counts as failed.
+VISIBLE_WITHIN_S = 30.0
+
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: str = "pseudonymizer-admin") -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are."""
+    """Create the topics that do not exist yet; returns the names this call created.
+
+    Returns once every topic is in the broker's metadata, so that a producer started afterwards finds it.
+    Raises :class:`ConfigError` naming the topic and Kafka's error when the broker refuses one (no permission,
+    a replication factor the cluster cannot meet, a topic policy); one that another process created meanwhile
+    is not an error.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        raise ConfigError(f"cannot reach a Kafka broker at {bootstrap} (PSEUDO_BROKER or --broker)") from None
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if not missing:
             return []
+        replication = await _default_replication_factor(admin)
         new = [
             NewTopic(
                 name=s.name,
                 num_partitions=s.partitions,
-                replication_factor=1 if "127.0.0.1" in bootstrap or "localhost" in bootstrap else -1,
+                replication_factor=replication,
                 topic_configs={"retention.ms": str(s.retention_ms), "cleanup.policy": "delete"},
             )
             for s in missing
         ]
-        with contextlib.suppress(TopicAlreadyExistsError):  # another worker process won the race: fine
-            await admin.create_topics(new)
+        # aiokafka returns the broker's answer per topic instead of raising: read it, or a refused topic
+        # would be reported as created and the worker would fail later on an unknown topic.
+        response = await admin.create_topics(new)
+        created = _created_or_raise(response.topic_errors, {s.name for s in missing})
+        await _wait_until_listed(admin, [s.name for s in missing])
         for s in missing:
-            log.info("topic %s created: %d partitions, retention %d ms", s.name, s.partitions, s.retention_ms)
-        return [s.name for s in missing]
+            if s.name in created:
+                log.info("topic %s created: %d partitions, retention %d ms", s.name, s.partitions, s.retention_ms)
+        return [s.name for s in missing if s.name in created]
     finally:
         await admin.close()
+
+
+async def _default_replication_factor(admin: AIOKafkaAdminClient) -> int:
+    """The cluster's ``default.replication.factor``, as a topic created by the broker itself would get.
+
+    CreateTopics can ask for "the broker's default" (-1) only from protocol version 4, which aiokafka lacks
+    (its ``NewTopic`` refuses -1), so the value is read from a broker's configuration instead.
+    """
+    cluster = await admin.describe_cluster()
+    broker = str(min(b["node_id"] for b in cluster["brokers"]))
+    wanted = ConfigResource(ConfigResourceType.BROKER, broker, {"default.replication.factor": None})
+    for response in await admin.describe_configs([wanted]):
+        for code, message, _type, _name, entries in response.resources:
+            if code:
+                raise ConfigError(
+                    f"cannot read the broker's default.replication.factor to create topics "
+                    f"({for_code(code).__name__}: {message}); create them with the broker's own tools instead"
+                )
+            for name, value, *_ in entries:
+                if name == "default.replication.factor":
+                    return int(value)
+    raise ConfigError("the broker did not report its default.replication.factor; create the topics by hand")
+
+
+def _created_or_raise(topic_errors: list[tuple[Any, ...]], asked: set[str]) -> set[str]:
+    """The names the broker created, from CreateTopics' ``(topic, error_code[, error_message])`` rows."""
+    created = set()
+    refused = []
+    for topic, code, *message in topic_errors:
+        name = str(topic)
+        if code == 0:
+            created.add(name)
+        elif code != TopicAlreadyExistsError.errno:  # another worker process won the race: fine
+            detail = f": {message[0]}" if message and message[0] else ""
+            refused.append(f"{name} ({for_code(code).__name__}{detail})")
+    if refused:
+        raise ConfigError(f"the broker refused to create topic(s): {'; '.join(refused)}")
+    unanswered = asked - created - {str(row[0]) for row in topic_errors}
+    if unanswered:
+        raise ConfigError(f"the broker did not answer for topic(s): {', '.join(sorted(unanswered))}")
+    return created
+
+
+async def _wait_until_listed(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    deadline = time.monotonic() + VISIBLE_WITHIN_S
+    while True:
+        absent = set(names) - set(await admin.list_topics())
+        if not absent:
+            return
+        if time.monotonic() > deadline:
+            listed = ", ".join(sorted(absent))
+            raise ConfigError(f"topic(s) created but not listed by the broker after {VISIBLE_WITHIN_S:.0f} s: {listed}")
+        await asyncio.sleep(0.2)
