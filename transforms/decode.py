@@ -19,7 +19,6 @@ UTF-8 replaced by U+FFFD) and must never be logged or stored.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
 __all__ = [
     "MAX_DECODE_ROUNDS",
@@ -65,8 +64,26 @@ def _decode_once(text: str, plus_as_space: bool) -> str:
     if "%u" in text or "%U" in text:
         text = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
     text = _OVERLONG_RE.sub(lambda m: _OVERLONG[m.group(0).lower()], text)
+    return _unquote(text)
+
+
+# A run of %xx escapes: the bytes that one UTF-8 decode turns into text.
+_ESCAPE_RUN = re.compile(r"(?:%[0-9a-fA-F]{2})+")
+
+
+def _run_to_text(match: re.Match[str]) -> str:
     # errors="replace": a stray byte becomes U+FFFD, which no pattern contains, instead of raising.
-    return unquote(text, errors="replace")
+    return bytes.fromhex(match.group(0).replace("%", "")).decode("utf-8", "replace")
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote(text, errors="replace")``, at C speed on text full of '%'.
+
+    unquote walks every '%' in a Python loop: a field of 8,000 lone '%' cost 50x an ordinary one. Here the
+    scan is one regex pass and Python runs once per run of escapes. Same result: ASCII bytes never
+    continue a UTF-8 sequence, so decoding each run of escapes on its own replaces the same bytes.
+    """
+    return _ESCAPE_RUN.sub(_run_to_text, text)
 
 
 def full_decode(text: str, *, plus_as_space: bool = False) -> str:
