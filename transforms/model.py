@@ -28,6 +28,49 @@ class SshOutcome(StrEnum):
     OTHER = "other"  # any other sshd line that names a client IP
 
 
+# The HTTP methods an output may name (RFC 9110, PATCH from RFC 5789, WebDAV from RFC 4918). The method is
+# whatever a client sends, so anything else is OTHER: an IP address, an e-mail or a token sent as a method
+# never reaches an output as text. Methods are case-sensitive (RFC 9110 9.1): "get" is OTHER too.
+HTTP_METHODS: Final = frozenset(
+    {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+    }
+)  # fmt: skip
+# HTTP versions as logged, to their canonical names (HTTP/2 and HTTP/3 have no minor version).
+HTTP_VERSIONS: Final = {
+    "HTTP/1.0": "HTTP/1.0",
+    "HTTP/1.1": "HTTP/1.1",
+    "HTTP/2": "HTTP/2",
+    "HTTP/2.0": "HTTP/2",
+    "HTTP/3": "HTTP/3",
+    "HTTP/3.0": "HTTP/3",
+}
+OTHER: Final = "OTHER"
+
+
+def classify_method(method: str | None) -> str | None:
+    """The method if it is one of :data:`HTTP_METHODS`, else ``"OTHER"``; None stays None (no request line).
+
+    >>> classify_method("PROPFIND"), classify_method("203.0.113.77"), classify_method("get")
+    ('PROPFIND', 'OTHER', 'OTHER')
+    """
+    if method is None:
+        return None
+    return method if method in HTTP_METHODS else OTHER
+
+
+def classify_version(version: str | None) -> str | None:
+    """The canonical HTTP version (``HTTP/2.0`` -> ``HTTP/2``), ``"OTHER"`` for anything else, None for None.
+
+    >>> classify_version("HTTP/2.0"), classify_version("HTTP/1.1"), classify_version("bob@example.com")
+    ('HTTP/2', 'HTTP/1.1', 'OTHER')
+    """
+    if version is None:
+        return None
+    return HTTP_VERSIONS.get(version, OTHER)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One request or authentication attempt, with raw values, as read from a record."""
@@ -58,6 +101,11 @@ class Event:
     # How many identical lines this event stands for (rsyslog's "message repeated N times", capped by the
     # parser): one event carries the count as a number, so one input line never becomes N outputs.
     repeat: int = 1
+
+    @property
+    def method_class(self) -> str | None:
+        """The method in the closed vocabulary of :func:`classify_method` (what outputs may carry)."""
+        return classify_method(self.method)
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,7 +193,7 @@ def _observation(shared: dict[str, Any], subject: Subject, signals: list[Signal]
         time=subject.unix,
         kind=event.kind.value,
         signals=tuple(s.rule for s in signals),
-        method=event.method,
+        method=event.method_class,
         status=event.status,
         path=detail.get("url", {}).get("path"),
         user=detail.get("user"),

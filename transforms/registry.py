@@ -5,7 +5,10 @@ parameters are validated by the transform's own frozen model and the builder ret
 callable; per event, the callable only reads a :class:`Subject` and returns a JSON-ready value (or
 ``None``, meaning "leave the field out"). Nothing here can emit a raw address, a raw query string,
 a username or a full user agent: the only pass-through is :class:`CopyParams`, limited to fields
-that carry no personal data.
+that carry no personal data and that no client chooses as text (numbers, enums the parser sets).
+Client-chosen enums go through a closed vocabulary (``classify_method``, ``classify_version``);
+every other value kept as text (path segments, query values, referrer host, user-agent families)
+goes through :class:`~transforms.scrub.TextScrubber`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from transforms.escrow import IpEscrow
 from transforms.geo import GeoLocator
 from transforms.ip import IPTruncator, ParsedIP
 from transforms.keyring import Purpose
-from transforms.model import Event
+from transforms.model import OTHER, Event, classify_method, classify_version
 from transforms.pseudonymize import Pseudonymizer
+from transforms.scrub import TextScrubber
 from transforms.url import UrlMinimizer, referrer_host
 from transforms.useragent import UserAgentReducer
 
@@ -87,10 +91,10 @@ class TimeParams(_Params):
     granularity_s: int = Field(1, ge=1, le=86_400)
 
 
-# Event attributes that carry no personal data and may be copied verbatim.
-SafeField = Literal[
-    "kind", "method", "status", "bytes_sent", "http_version", "ssh_outcome", "ssh_method", "invalid_user", "format"
-]
+# Event attributes that carry no personal data and may be copied verbatim: numbers, flags and values the parser
+# itself sets. Not the method, the HTTP version or the sshd method: those are text from the record (a client
+# sends any method it likes), so they are classified (classify_method, classify_version) or left out.
+SafeField = Literal["kind", "status", "bytes_sent", "ssh_outcome", "invalid_user", "format"]
 
 
 class CopyParams(_Params):
@@ -180,10 +184,22 @@ def _generalize_geo(params: GeoParams, ctx: BuildContext) -> FieldFn:
 
 def _reduce_user_agent(params: NoParams, ctx: BuildContext) -> FieldFn:
     reduce = ctx.user_agents
+    scrub = TextScrubber()
 
     def reduce_user_agent(s: Subject) -> dict[str, Any] | None:
         ua = s.event.user_agent
-        return reduce(ua).as_dict() if ua else None
+        if not ua:
+            return None
+        reduced = reduce(ua).as_dict()
+        # A family is captured from the agent string by ua-parser's regexes ("(\S+)bot/..."), so a client can
+        # put text there: a family that the scrubber would change carries an identifier and is dropped.
+        for part in ("browser", "os"):
+            family = reduced[part]
+            if isinstance(family, str) and scrub(family) != family:
+                reduced[part] = None
+                if part == "browser":
+                    reduced["browser_major"] = None
+        return reduced
 
     return reduce_user_agent
 
@@ -207,6 +223,34 @@ def _reduce_referrer(params: NoParams, ctx: BuildContext) -> FieldFn:
         return referrer_host(s.event.referrer)
 
     return reduce_referrer
+
+
+def _classify_method(params: NoParams, ctx: BuildContext) -> FieldFn:
+    def method_class(s: Subject) -> str | None:
+        return classify_method(s.event.method)
+
+    return method_class
+
+
+def _classify_version(params: NoParams, ctx: BuildContext) -> FieldFn:
+    def version_class(s: Subject) -> str | None:
+        return classify_version(s.event.http_version)
+
+    return version_class
+
+
+def _pseudonymize_method(params: PurposeParams, ctx: BuildContext) -> FieldFn:
+    pz = ctx.pseudonymizers[params.purpose]
+
+    def pseudonymize_method(s: Subject) -> str | None:
+        # Only methods outside the vocabulary: the security team can tell one odd method from another
+        # (the same scanner's "DEBUG" across sources) without reading the text a client chose.
+        method = s.event.method
+        if method is None or classify_method(method) != OTHER:
+            return None
+        return pz.digest(b"method:" + method.encode("utf-8", "surrogatepass"), s.unix)
+
+    return pseudonymize_method
 
 
 def _copy_field(params: CopyParams, ctx: BuildContext) -> FieldFn:
@@ -276,8 +320,19 @@ TRANSFORMS: dict[str, TransformSpec] = {
     "generalize_geo": TransformSpec(GeoParams, _generalize_geo, "country, region, rounded coordinates, ASN"),
     "reduce_user_agent": TransformSpec(NoParams, _reduce_user_agent, "browser family+major, OS, device, bot"),
     "strip_url": TransformSpec(UrlParams, _strip_url, "templated path and allowlisted query parameters"),
-    "reduce_referrer": TransformSpec(NoParams, _reduce_referrer, "referrer host only"),
-    "copy_field": TransformSpec(CopyParams, _copy_field, "a non-personal field, verbatim"),
+    "reduce_referrer": TransformSpec(
+        NoParams, _reduce_referrer, "referrer host only, labels carrying addresses or tokens as placeholders"
+    ),
+    "classify_method": TransformSpec(
+        NoParams, _classify_method, "HTTP method in a closed vocabulary (RFC 9110, PATCH, WebDAV), else OTHER"
+    ),
+    "classify_version": TransformSpec(NoParams, _classify_version, "HTTP/1.0, HTTP/1.1, HTTP/2, HTTP/3, else OTHER"),
+    "pseudonymize_method": TransformSpec(
+        PurposeParams, _pseudonymize_method, "HMAC pseudonym of a method outside the vocabulary (else absent)"
+    ),
+    "copy_field": TransformSpec(
+        CopyParams, _copy_field, "a number, flag or parser-set value (kind, status, bytes...), verbatim"
+    ),
     "truncate_time": TransformSpec(TimeParams, _truncate_time, "event time truncated to a granularity"),
     "time_quality": TransformSpec(NoParams, _time_quality, "whether the time came from the record"),
     "escrow_ip": TransformSpec(

@@ -9,7 +9,8 @@ allow-listed query parameter, a log message): it replaces, in this order,
 - e-mail addresses with ``{email}``;
 - IPv6 literals (validated with ``inet_pton``) and IPv4 dotted quads with ``{ip}``;
 - card numbers (13-19 digits, optionally grouped by spaces or dashes, passing Luhn) with ``{card}``;
-- UUIDs with ``{uuid}``; hex runs of 16+ and random-looking base64 runs of 24+ with ``{token}``.
+- UUIDs with ``{uuid}``; AWS access key ids, hex runs of 16+ and random-looking base64/base64url runs
+  of 16+ (:func:`looks_random`) with ``{token}``.
 
 Every pattern has bounded repetition, so a long hostile input costs linear time.
 
@@ -24,11 +25,13 @@ nothing to replace returns quickly (the same object).
 
 from __future__ import annotations
 
+import math
 import re
 import socket
+from collections import Counter
 from typing import Final
 
-__all__ = ["TextScrubber", "looks_random"]
+__all__ = ["AWS_KEY_ID_RE", "MIN_TOKEN_LENGTH", "TextScrubber", "excess_bits", "looks_random"]
 
 _JWT_RE: Final = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # The credential must look like one (a digit, a symbol or mixed case): "basic information" stays.
@@ -58,19 +61,25 @@ _IPV6_RE: Final = re.compile(
 )
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
+# A word and a dash may come before ("report-<uuid>"), so the boundaries are hex digits only.
 _UUID_RE: Final = re.compile(
-    r"(?i)(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])"
+    r"(?i)(?<![0-9a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])"
 )
-# Long hex ids (session ids, digests) and base64 runs that mix letters and digits.
+# AWS access key ids: the documented prefixes and 16 base32 characters (looks_random catches them too; this
+# is the certain case).
+AWS_KEY_ID_RE: Final = re.compile(r"(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|APKA|ABIA|ACCA)[A-Z2-7]{16}")
+_AWS_RE: Final = re.compile(rf"(?<![A-Za-z0-9]){AWS_KEY_ID_RE.pattern}(?![A-Za-z0-9])")
+# Long hex ids (session ids, digests) and base64 runs, which looks_random judges (a random 16-character
+# base64url token has no digit 7% of the time, so no digit is required).
 _HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}(?![A-Za-z0-9])")
-_B64_RE: Final = re.compile(
-    r"(?<![A-Za-z0-9+/_-])(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{24,}={0,2}"
-)
+_B64_RE: Final = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 _B64_PARTS_RE: Final = re.compile(r"[-_.~]+")
-_B64_MIN_SWITCH_RATIO: Final = 0.35
+_RUN_SEPARATOR_RE: Final = re.compile(r"[-_/+]")
+_MAX_CUTS: Final = 3
 _DIGIT_RE: Final = re.compile(r"\d")
-# One scan for the fast path: the characters or words some rule needs.
-_CANDIDATE_RE: Final = re.compile(r"[\d@:=]|eyJ|earer|EARER|asic|ASIC")
+# One scan for the fast path: the characters or words some rule needs (or a 16-character run, for tokens).
+_CANDIDATE_RE: Final = re.compile(r"[\d@:=]|eyJ|earer|EARER|asic|ASIC|[A-Za-z0-9+/_-]{16}")
+_LONG_RUN_RE: Final = re.compile(r"[A-Za-z0-9+/_-]{16}")
 _MAX_PASSES: Final = 4
 
 _AF_INET6 = socket.AF_INET6
@@ -114,6 +123,74 @@ def _ipv6(m: re.Match[str]) -> str:
     return "{ip}"
 
 
+# Letter-bigram costs of a word model, in half-bits: row = previous letter ("^" = word start, then a-z),
+# column = next letter (a-z, then "$" = word end); -log2 P(next | previous), add-one smoothed and capped
+# at 35 half-bits. Counted on the words of the Python standard library's modules (identifiers, comments,
+# docstrings: technical English, as paths are); `python -m benchmarks.token_detection --bigram-table`
+# prints it again.
+_BIGRAM_HALF_BITS: Final = (
+    "8a8898cc7heaa999i867ccbjhhz",
+    "ob89lgbm9nd676qaq675ccfedmb",
+    "7hbd5lhi96l6gg8doaag6oqo7g8",
+    "7mdh6im7au87eh5hkad6bhkrhn8",
+    "8gia4hmp7kmdjg9incadakmkfq3",
+    "ah99dafmhqi7b7gbf788kefaeo3",
+    "9ogebajm6usbih6fm9ddapothv2",
+    "cigj4keb8vqaf9civa6d9fmsng3",
+    "6nki3koj7wlggg7oucfcdpqsip5",
+    "cd9bb7bsjqh8947cmb67ocqdxcf",
+    "aphl2lpnepfknm6epgfk7pmphp4",
+    "amid3iek8qm9jbeejf8gcm9skm3",
+    "7ghb55lm6tk8lf8esi8a9jjrbk7",
+    "5ajd3kpm9rjebh76wiadbonrhu7",
+    "7j976c7kbqeekd7fpk96cdnqfo4",
+    "eaa8g9foepeb95c9z5989dbiok7",
+    "5kfe5hlgaxi7ii79m6d7bfgtax6",
+    "iilekjnlhjnfldeghbbj1ljlnn6",
+    "7hdd4gan8qfgb87hv999cfhobu4",
+    "cmdi4jfc8pgeghbblh86blhncq3",
+    "8jef6fo57qnegi8es8ac8lglbj4",
+    "cbcd6bdsbuo686f8w577hoskqnd",
+    "3kkt2iki7tomegcipijjokhloo8",
+    "6hic7gm64pqcla7ki6ahlkfiqr6",
+    "9g5h9ekh8socfof7sge4llmcfh5",
+    "igegagikbusecbc6rg77iidqik2",
+    "blik2fne5ppcbealpghhjpkpgj7",
+)
+_BIGRAM_ROWS: Final = "^abcdefghijklmnopqrstuvwxyz"
+_BIGRAM_COLS: Final = "abcdefghijklmnopqrstuvwxyz$"
+_BIGRAM_BITS: Final = {
+    prev + nxt: int(row[j], 36) / 2
+    for prev, row in zip(_BIGRAM_ROWS, _BIGRAM_HALF_BITS, strict=True)
+    for j, nxt in enumerate(_BIGRAM_COLS)
+}
+# Class-change costs of the word model, in bits: a word starting right after a digit run ("v2beta"), a digit
+# run starting after a word ("kibana3"), a camelCase boundary, a separator, a lower-case/capital word start.
+_DIGIT_TO_LETTER: Final = 4.0
+_LETTER_TO_DIGIT: Final = 5.0
+_CAMEL_BOUNDARY: Final = 4.0
+_ACRONYM_END: Final = 1.0  # "HTMLParser": a capital run hands over to a capitalised word
+_SEPARATOR: Final = 1.0
+_REPEATED_SEPARATOR: Final = 0.5
+_LOWER_START: Final = 0.3
+_UPPER_START: Final = 1.5
+_UPPER_CONTINUES: Final = 0.8  # ALLCAPS words
+_DIGIT_BITS: Final = math.log2(10)
+_DIGIT_CONTINUES: Final = 0.2
+_DIGIT_STARTS: Final = 1.0
+# A token is random when the word model needs this many more bits per character than uniform draws from
+# its alphabet (chosen on a small grid: 99.4%+ of generated 16-character tokens pass, no real path word or
+# slug of the shared access logs scores above 0.64; see benchmarks/token_detection.py).
+_MIN_EXCESS_BITS_PER_CHAR: Final = 0.75
+# ... or when its character class changes this often (random base64 switches on ~60% of adjacent pairs,
+# slugs and CamelCase names on under 35% once "-", "_", "." and "~" are word separators).
+_MIN_SWITCH_RATIO: Final = 0.5
+MIN_TOKEN_LENGTH: Final = 16
+# Random 16-character tokens use 10+ distinct characters (3+ bits); repetitions and padding runs do not.
+_MIN_SHANNON_BITS: Final = 2.5
+_HEX_LETTERS: Final = frozenset("abcdefABCDEF")
+
+
 def _char_class(ch: str) -> int:
     if ch.isdigit():
         return 0
@@ -124,15 +201,9 @@ def _char_class(ch: str) -> int:
     return 3
 
 
-def looks_random(token: str) -> bool:
-    """True when a letters-and-digits run looks machine-generated rather than like words.
-
-    Random base64 switches character class (upper/lower/digit/symbol) on ~60% of adjacent pairs;
-    slugs and CamelCase names ("spring-sale-2024-newsletter", "SpringSale2024NewsletterV2") on
-    under 35% once "-", "_", "." and "~" are taken as word separators.
-    """
+def _switch_ratio(token: str) -> float:
     switches = letters = 0
-    for part in _B64_PARTS_RE.split(token.rstrip("=")):
+    for part in _B64_PARTS_RE.split(token):
         letters += len(part)
         prev = -1
         for ch in part:
@@ -140,12 +211,113 @@ def looks_random(token: str) -> bool:
             if prev >= 0 and cls != prev:
                 switches += 1
             prev = cls
-    return letters > 0 and switches >= letters * _B64_MIN_SWITCH_RATIO
+    return switches / letters if letters else 0.0
+
+
+def excess_bits(token: str) -> float:
+    """How many more bits a word model needs for ``token`` than uniform draws from its alphabet.
+
+    The word model reads words (letter bigrams of technical English), digit runs, camelCase and
+    separators, paying for every class change; the uniform model pays ``log2(alphabet)`` per character,
+    the alphabet being the classes present (26 per letter case, 10 digits, 6 letters for hex, plus each
+    separator seen). Words, slugs, versions and file names cost the word model less (negative or small
+    excess); machine-generated tokens cost it about 2-3 bits per character more.
+    """
+    bigram = _BIGRAM_BITS
+    bits = 0.0
+    prev = "s"  # class of the previous character: "s" start/separator, "l" lower, "u" upper, "d" digit
+    prev_letter = "^"
+    word_length = upper_run = 0
+    lower = upper = digits = 0
+    hex_only = True
+    separators: set[str] = set()
+    for ch in token:
+        if ch.isascii() and ch.isalpha():
+            letter = ch.lower()
+            is_upper = ch != letter
+            if is_upper:
+                upper += 1
+            else:
+                lower += 1
+            if hex_only and ch not in _HEX_LETTERS:
+                hex_only = False
+            if prev == "l" and is_upper:  # camelCase boundary: a new word
+                bits += bigram[prev_letter + "$"] + bigram["^" + letter] + _CAMEL_BOUNDARY
+                word_length, upper_run = 1, 1
+            elif prev in "lu":
+                bits += bigram[prev_letter + letter]
+                if is_upper:
+                    bits += _UPPER_CONTINUES
+                    upper_run += 1
+                else:
+                    if upper_run > 1:
+                        bits += _ACRONYM_END
+                    upper_run = 0
+                word_length += 1
+            else:
+                bits += bigram["^" + letter] + (_UPPER_START if is_upper else _LOWER_START)
+                if prev == "d":
+                    bits += _DIGIT_TO_LETTER
+                word_length, upper_run = 1, int(is_upper)
+            prev_letter = letter
+            prev = "u" if is_upper else "l"
+        elif "0" <= ch <= "9":
+            digits += 1
+            if prev in "lu":
+                bits += bigram[prev_letter + "$"] + _LETTER_TO_DIGIT
+            else:
+                bits += _DIGIT_CONTINUES if prev == "d" else _DIGIT_STARTS
+            bits += _DIGIT_BITS
+            prev = "d"
+        else:
+            separators.add(ch)
+            if prev in "lu":
+                bits += bigram[prev_letter + "$"]
+            bits += _REPEATED_SEPARATOR if prev == "s" else _SEPARATOR
+            prev = "s"
+    if prev in "lu":
+        bits += bigram[prev_letter + "$"]
+    letters = 6 if hex_only and digits and not (lower and upper) else 26 * (lower > 0) + 26 * (upper > 0)
+    alphabet = letters + 10 * (digits > 0) + len(separators)
+    return bits - len(token) * math.log2(max(alphabet, 2))
+
+
+def _shannon_bits(token: str) -> float:
+    n = len(token)
+    return -sum(c / n * math.log2(c / n) for c in Counter(token).values())
+
+
+def looks_random(token: str, min_length: int = MIN_TOKEN_LENGTH) -> bool:
+    """True when a token of ``min_length``+ characters looks machine-generated rather than like words.
+
+    The token must use many different characters (Shannon entropy of its characters of 2.5+ bits:
+    "yyyyyyyyyyyyyyyy" or "ababababababab" are not random), and then one of two tests suffices: the
+    word model needs 0.75+ bits per character more than uniform draws (:func:`excess_bits`: a
+    cross-entropy test against technical English), or the character class changes on half the adjacent
+    pairs (mixed-case base64). Trailing ``=`` padding is ignored.
+    """
+    token = token.rstrip("=")
+    if len(token) < min_length or _shannon_bits(token) < _MIN_SHANNON_BITS:
+        return False
+    return excess_bits(token) >= _MIN_EXCESS_BITS_PER_CHAR * len(token) or _switch_ratio(token) >= _MIN_SWITCH_RATIO
 
 
 def _b64(m: re.Match[str]) -> str:
     text = m.group()
-    return "{token}" if looks_random(text) else text
+    if looks_random(text):
+        return "{token}"
+    # A token joined to words by "-" or "_" ("report-<token>", "<token>_thumb"): the run as a whole reads
+    # as words, so the run is also judged without up to three parts at its head, or at its tail.
+    cuts = [m.start() for m in _RUN_SEPARATOR_RE.finditer(text)]
+    if not cuts:
+        return text
+    for cut in cuts[:_MAX_CUTS]:
+        if looks_random(text[cut + 1 :]):
+            return text[: cut + 1] + "{token}"
+    for cut in reversed(cuts[-_MAX_CUTS:]):
+        if looks_random(text[:cut]):
+            return "{token}" + text[cut:]
+    return text
 
 
 def _assign(m: re.Match[str]) -> str:
@@ -167,7 +339,7 @@ class TextScrubber:
     def __call__(self, text: str) -> str:
         """Scrub one string."""
         if _CANDIDATE_RE.search(text) is None:
-            return text  # no rule can match without one of these (every token rule needs a digit)
+            return text  # no rule can match without one of these
         # A replacement can expose another candidate ("0000000000000PASSWORD=x": once the digits
         # are "{card}", "PASSWORD" starts a word), so passes repeat until nothing changes. Each
         # change strictly shrinks the unscrubbed text; the cap only bounds pathological inputs.
@@ -201,5 +373,7 @@ def _scrub_once(text: str) -> str:
         text = _CARD_RE.sub(_card, text)
         text = _UUID_RE.sub("{uuid}", text)
         text = _HEX_RE.sub("{token}", text)
+    if _LONG_RUN_RE.search(text) is not None:
+        text = _AWS_RE.sub("{token}", text)
         text = _B64_RE.sub(_b64, text)
     return text

@@ -7,10 +7,12 @@ parameters an allow-list keeps:
 - path matrix parameters (``;jsessionid=...``) go;
 - each segment is judged on its percent-decoded form and, when it looks like an identifier,
   replaced by a placeholder: all digits ``{id}``, UUID ``{uuid}``, 12+ hex digits ``{hex}``, an IPv4
-  or IPv6 literal ``{ip}``, an e-mail address ``{email}``, a JWT or a long random-looking token
-  (20+ characters mixing letters and digits) ``{token}``; a file extension survives
-  (``/img/{hex}.png``); digit runs of 6+ inside a kept segment become ``{id}`` (order numbers,
-  phone numbers, dates);
+  or IPv6 literal ``{ip}``, an e-mail address ``{email}``, a JWT or a random-looking token of 16+
+  characters (:func:`~transforms.scrub.looks_random`: an entropy test against a word model and a
+  character-class test) ``{token}``; a file extension survives (``/img/{hex}.png``);
+- a kept segment goes through :class:`~transforms.scrub.TextScrubber`, so an identifier inside it is
+  replaced too (``/files/report-AKIAIOSFODNN7EXAMPLE`` -> ``/files/report-{token}``); digit runs of 6+
+  become ``{id}`` (order numbers, phone numbers, dates);
 - a segment longer than ``max_segment_length`` becomes ``{long}`` (a JWT stays ``{token}``); segments past
   ``max_path_segments`` collapse into one ``{...}``;
 - query parameters are dropped unless their name matches a glob of ``query_allowlist``; kept values
@@ -26,6 +28,8 @@ authority-form ``CONNECT`` target or garbage) yields ``(None, {})``.
 ('/orders/{id}/items/{uuid}', {'utm_source': 'news'})
 >>> referrer_host("https://User:pw@WWW.Example.COM:8443/path?q=1")
 'www.example.com'
+>>> referrer_host("http://10-1-2-3.nip.io/"), referrer_host("https://sess-8f3a9c2e7b1d4f6a0c9e.example.com/")
+('{ip}.nip.io', 'sess-{token}.example.com')
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Final
 from urllib.parse import quote, unquote, unquote_plus
 
 from transforms.errors import ConfigError
-from transforms.scrub import TextScrubber, looks_random
+from transforms.scrub import AWS_KEY_ID_RE, TextScrubber, looks_random
 
 __all__ = ["UrlMinimizer", "referrer_host"]
 
@@ -49,7 +53,7 @@ _HEX_RE: Final = re.compile(r"[0-9a-fA-F]{12,}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _EMAIL_RE: Final = re.compile(r"[^\s@/]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,15}\.[A-Za-z]{2,63}")
 _JWT_RE: Final = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_TOKEN_RE: Final = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-+=.~]{20,}")
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_\-+=.~]{16,}")
 _EXT_RE: Final = re.compile(r"[A-Za-z0-9]{0,4}[A-Za-z][A-Za-z0-9]{0,4}")
 _DIGIT_RUN_RE: Final = re.compile(r"\d{6,}")
 # Characters a kept segment may carry unencoded: RFC 3986 pchar minus ";" (matrix params are gone)
@@ -61,6 +65,10 @@ _GLOB_RE: Final = re.compile(r"[A-Za-z0-9_.\-\[\]*?]{1,64}")
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 _HOST_RE: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
 _DOTTED_NUMERIC_RE: Final = re.compile(r"[0-9.]+|0x[0-9a-f.x]+")
+# Four dash-separated numbers up to 255 inside a host label: "10-1-2-3", "ip-10-1-2-3", "ec2-54-1-2-3".
+_DASHED_IPV4_RE: Final = re.compile(r"(?<!\d)(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)-){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d)")
+_HEX_IPV4_RE: Final = re.compile(r"(?=[a-f]*\d)[0-9a-f]{8}")
+_HOST_SCRUB: Final = TextScrubber()
 _MAX_CACHE_SIZE: Final = 1 << 20
 _MAX_CACHED_PATH: Final = 1024
 _MAX_SCRUBBED_VALUE: Final = 1024
@@ -74,8 +82,8 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
-def _classify(s: str) -> str | None:
-    """Placeholder for an identifier-like (decoded) segment, else None."""
+def _classify(s: str, tokens: bool = True) -> str | None:
+    """Placeholder for an identifier-like (decoded) segment, else None; ``tokens``: try the random-token test."""
     if s.isdigit() and s.isascii():
         return "{id}"
     if len(s) == 36 and _UUID_RE.fullmatch(s):
@@ -86,7 +94,11 @@ def _classify(s: str) -> str | None:
         return "{ip}"
     if "@" in s and _EMAIL_RE.search(s):
         return "{email}"
-    if len(s) >= 20 and (_JWT_RE.fullmatch(s) or (_TOKEN_RE.fullmatch(s) and looks_random(s))):
+    if (
+        tokens
+        and len(s) >= 16
+        and (_JWT_RE.fullmatch(s) or AWS_KEY_ID_RE.fullmatch(s) or (_TOKEN_RE.fullmatch(s) and looks_random(s)))
+    ):
         return "{token}"
     return None
 
@@ -219,22 +231,32 @@ class UrlMinimizer:
             return "{long}"  # before the pattern checks, which need not then handle huge input
         # Extension first, so "/img/<digest>.png" keeps ".png" (a whole-name check would call it a token).
         stem, dot, ext = s.rpartition(".")
-        if dot and stem and _EXT_RE.fullmatch(ext) and (placeholder := _classify(stem)) is not None:
+        has_ext = bool(dot and stem and _EXT_RE.fullmatch(ext))
+        if has_ext and (placeholder := _classify(stem)) is not None:
             return f"{placeholder}.{ext}"
-        placeholder = _classify(s)
+        # A file name whose stem is no token is not one with its extension either ("xvfb-firefox.html").
+        placeholder = _classify(s, tokens=not has_ext)
         if placeholder is not None:
             return placeholder
-        s = _DIGIT_RUN_RE.sub("{id}", s)
+        # An identifier inside a kept segment ("report-AKIA...", "sess-<token>", "u-bob@example.com").
+        s = _DIGIT_RUN_RE.sub("{id}", self._scrub(s))
         return s if _SAFE_SEGMENT_RE.fullmatch(s) else quote(s, safe=_SEGMENT_SAFE)
 
 
 @lru_cache(maxsize=4096)
 def referrer_host(referrer: str | None) -> str | None:
-    """Lower-cased host of an absolute referrer URL, or None.
+    """Lower-cased host of an absolute referrer URL, with identifying labels replaced, or None.
 
     ``"-"``, ``""``, None, relative and unparseable referrers give None; userinfo and port are
     dropped; an IP-literal host (IPv4, bracketed IPv6, or a numeric form such as ``2130706433``)
     gives ``"{ip}"``; an internationalized host is returned in its ASCII (punycode) form.
+
+    A referrer host is client-chosen too, and wildcard-DNS services and per-session subdomains put
+    addresses and tokens into it. So its labels are scrubbed, not dropped: the registrable part that
+    analytics wants (``example.com``) stays, and a label that carries an address (``10.1.2.3.nip.io``,
+    ``10-1-2-3.nip.io``, ``ip-10-1-2-3``, ``2001-db8--1.sslip.io``, hex ``0a010203``), a long digit
+    run, a UUID, a hex id or a random-looking token (:class:`~transforms.scrub.TextScrubber`) gives
+    way to a placeholder: ``{ip}.nip.io``, ``{token}.example.com``. Words are kept.
     """
     if not referrer or type(referrer) is not str or referrer == "-":
         return None
@@ -258,4 +280,20 @@ def referrer_host(referrer: str | None) -> str | None:
             return None
     if _DOTTED_NUMERIC_RE.fullmatch(host):
         return "{ip}"  # dotted quad, or the integer/hex/octal forms browsers also accept
-    return host if _HOST_RE.fullmatch(host) else None
+    return _scrub_host(host) if _HOST_RE.fullmatch(host) else None
+
+
+def _scrub_host(host: str) -> str:
+    """``host`` (valid, lower-case) with labels that carry an address or identifier as placeholders."""
+    host = _HOST_SCRUB(host)  # dotted quads ("10.1.2.3.nip.io"), UUIDs, hex ids, tokens
+    labels = host.split(".")
+    for i, label in enumerate(labels):
+        if label.startswith("{") or (len(label) < 7 and not label.isdigit()):
+            continue  # a placeholder already, or too short to hold an address ("1-2-3-4" is 7)
+        if _DASHED_IPV4_RE.search(label) or ("-" in label and _is_ipv6(label.replace("-", ":"))):
+            labels[i] = "{ip}"
+        elif _HEX_IPV4_RE.fullmatch(label):
+            labels[i] = "{ip}"  # nip.io's hex form of an IPv4 address
+        else:
+            labels[i] = _DIGIT_RUN_RE.sub("{id}", label)
+    return ".".join(labels)
