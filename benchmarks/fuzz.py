@@ -58,6 +58,8 @@ SCHEMA = "fuzz/1"
 BENIGN_EVERY = 25  # every 25th record is a benign baseline record
 SIZE_CLASSES = (128, 256, 512, 1024, 2048, 4096, 8192, 16_384, 32_768, 65_536)
 SLOWEST_KEPT = 20
+RETIMED = 40  # per process: the slowest records, timed again on fresh runtimes (the machine is noisy)
+RETIMERS = 2
 WARMUP_RECORDS = 500
 EXAMPLES_KEPT = 3
 RECENT_CANARIES = 64  # alerts carry evidence of a subject's earlier records: check them against recent canaries
@@ -101,6 +103,10 @@ class FileModeStep:
         self._sealer = runtime.sealer
         self._detector = runtime.detector
         self._states: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        """Forget the detector state (tests make each example independent of the ones before)."""
+        self._states.clear()
 
     def __call__(self, raw: bytes, index: int) -> Routed:
         routing, dumps = self._routing, orjson.dumps
@@ -286,7 +292,7 @@ class Tally:
             self.benign_times[size_class(size)].append(elapsed)
         self.family_times[family].append(elapsed)
         entry = (elapsed, index, family, size)
-        if len(self.slowest) < SLOWEST_KEPT:
+        if len(self.slowest) < RETIMED:
             heapq.heappush(self.slowest, entry)
         elif elapsed > self.slowest[0][0]:
             heapq.heapreplace(self.slowest, entry)
@@ -339,15 +345,38 @@ def check_leaks(routed: Routed, canaries: tuple[Canary, ...], recent: deque[tupl
     return leaks
 
 
-def run_shard(seed: int, records: int, jobs: int, shard: int, geo: bool) -> Tally:
-    """Records ``shard, shard + jobs, ...`` below ``records``, in one process."""
+def _warm_step(seed: int, real: hostile.RealLines, geo: bool) -> FileModeStep:
+    """A file-mode step on its own runtime, warmed up (first calls compile patterns and fill caches) with
+    records of another seed, so that no record of the run is in its caches."""
     with tempfile.TemporaryDirectory() as tmp:
         step = FileModeStep(fuzz_runtime(Path(tmp), geo=geo))
-    draw = RecordSource(seed, hostile.real_lines(SHARED))
-    # Warm up outside the tally (first calls compile patterns and fill caches), with records of another seed.
-    warm = RecordSource(-seed - 1, draw.real)
+    warm = RecordSource(-seed - 1, real)
     for index in range(WARMUP_RECORDS):
         step(warm(index).raw, -1)
+    return step
+
+
+def _retime(tally: Tally, draw: RecordSource, geo: bool) -> None:
+    """Time the slowest candidates again, each once on RETIMERS fresh runtimes, and keep the fastest of the
+    three timings: a pause of the machine inflates one timing, a costly record is slow every time."""
+    steps = [_warm_step(draw.seed, draw.real, geo) for _ in range(RETIMERS)]
+    clock = time.perf_counter
+    retimed = []
+    for first, index, family, size in tally.slowest:
+        raw = draw(index).raw
+        best = first
+        for step in steps:
+            begin = clock()
+            step(raw, index)
+            best = min(best, clock() - begin)
+        retimed.append((best, index, family, size))
+    tally.slowest = heapq.nlargest(SLOWEST_KEPT, retimed)
+
+
+def run_shard(seed: int, records: int, jobs: int, shard: int, geo: bool) -> Tally:
+    """Records ``shard, shard + jobs, ...`` below ``records``, in one process."""
+    draw = RecordSource(seed, hostile.real_lines(SHARED))
+    step = _warm_step(seed, draw.real, geo)
     tally = Tally()
     recent: deque[tuple[Canary, ...]] = deque(maxlen=RECENT_CANARIES)
     clock = time.perf_counter
@@ -361,6 +390,7 @@ def run_shard(seed: int, records: int, jobs: int, shard: int, geo: bool) -> Tall
         tally.add(seed, index, sample, routed, elapsed, check_leaks(routed, canaries, recent))
         recent.append(canaries)
     tally.seconds = clock() - started
+    _retime(tally, draw, geo)
     return tally
 
 
@@ -414,7 +444,6 @@ def report(tally: Tally, *, seed: int, records: int, jobs: int, geo: bool, wall_
             "records_leaking": tally.leaked_by_family.get(family, 0),
             "median_ms": round(statistics.median(times) * 1000, 4),
             "p99_ms": round(times[int(len(times) * 0.99)] * 1000, 4),
-            "max_ms": round(times[-1] * 1000, 3),
         }
     leaks = [
         {
@@ -477,12 +506,12 @@ def print_table(doc: dict[str, Any]) -> None:
         f"crashes {doc['crashes']}, records leaking a planted identifier {doc['records_leaking']}, "
         f"detector failures {doc['detector_failures']}"
     )
-    print(f"\n{'family':<20}{'records':>9}{'crashes':>9}{'leaking':>9}{'median ms':>11}{'max ms':>10}  routes")
+    print(f"\n{'family':<20}{'records':>9}{'crashes':>9}{'leaking':>9}{'median ms':>11}{'p99 ms':>10}  routes")
     for family, row in doc["families"].items():
         routes = ", ".join(f"{k} {v}" for k, v in row["routes"].items())
         print(
             f"{family:<20}{row['records']:>9}{row['crashes']:>9}{row['records_leaking']:>9}"
-            f"{row['median_ms']:>11.3f}{row['max_ms']:>10.1f}  {routes}"
+            f"{row['median_ms']:>11.3f}{row['p99_ms']:>10.2f}  {routes}"
         )
     if doc["crash_kinds"]:
         print("\ncrashes (family / stage / exception: records)")
@@ -494,7 +523,7 @@ def print_table(doc: dict[str, Any]) -> None:
             print(f"  {row['field']} / {row['kind']}: {row['records']} / {row['planted']}")
         print("  by output: " + ", ".join(f"{k} {v}" for k, v in doc["leaks_by_output"].items()))
     print("\nquarantine and filter reasons: " + ", ".join(f"{k} {v}" for k, v in doc["reasons"].items()))
-    print("\nslowest records (family, bytes, ms, x benign median of its size class)")
+    print("\nslowest records, re-timed (family, bytes, ms, x benign median of its size class)")
     for row in doc["slowest"][:10]:
         print(f"  #{row['index']:<8} {row['family']:<20}{row['size']:>8}{row['ms']:>11.2f}  x{row['ratio_to_benign']}")
     print(

@@ -349,8 +349,8 @@ def _agent(rng: Random, planter: Planter | None) -> str:
         return f"{value}/1.0"
     if style == 2:
         return f"Mozilla/5.0 (compatible; {value}; +http://www.example.com/bot.html)"
-    if style == 3:
-        return agent.replace("120.0.6099.109", value).replace("121.0", value)
+    if style == 3:  # in place of a browser version
+        return _AGENTS[0].replace("120.0.6099.109", value)
     return value
 
 
