@@ -131,7 +131,7 @@ def _scan(pattern: Any) -> Callable[[str], object]:
 def test_the_walk_finds_the_detector_patterns() -> None:
     """The walk reaches module-level patterns, rule closures and the decoders (else the timing proves little)."""
     sources = [str(pattern.pattern) for pattern in PATTERNS]
-    assert len(PATTERNS) >= 40
+    assert len(PATTERNS) >= 25
     assert any("union" in source and "select" in source for source in sources)  # sqli.regex.txt
     assert any("jndi" in source for source in sources)  # a module-level pattern
     assert any("%[uU]" in source for source in sources)  # transforms.decode, called by the rules
