@@ -93,6 +93,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     runtime = build_runtime(settings, keys_path=args.keys, policy_path=args.policy)
+    # faust creates only the last folder of its data dir; the default (var/worker) is not in a fresh checkout.
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"PSEUDO_DATA_DIR: cannot create {settings.data_dir}: {exc.strerror}") from None
     asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
     asyncio.set_event_loop(_new_event_loop(settings.event_loop))
     app = create_app(runtime)
