@@ -57,7 +57,7 @@ _EMAIL_RE: Final = re.compile(
 # Candidates only: inet_pton decides, so "12:30:45" and MAC addresses stay. The dotted tail is tried
 # first so that "::ffff:1.2.3.4" is taken whole, not as "::ffff:1" leaving ".2.3.4" behind.
 _IPV6_RE: Final = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[\w.]+)?(?![\w:])"
+    r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[\w.]+)?(?![0-9A-Za-z:])"
 )
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")

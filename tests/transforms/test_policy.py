@@ -43,6 +43,16 @@ def _mutate_copy_personal_field(doc: dict[str, Any]) -> None:
     doc["analytics"]["fields"].append({"name": "raw_ip", "transform": "copy_field", "params": {"field": "source_ip"}})
 
 
+def _mutate_copy_method(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"].append({"name": "raw_method", "transform": "copy_field", "params": {"field": "method"}})
+
+
+def _mutate_copy_version(doc: dict[str, Any]) -> None:
+    doc["abuse"]["fields"].append(
+        {"name": "raw_version", "transform": "copy_field", "params": {"field": "http_version"}}
+    )
+
+
 def _mutate_abuse_subject_purpose(doc: dict[str, Any]) -> None:
     doc["abuse"]["fields"][0]["params"]["purpose"] = "analytics"
 
@@ -59,6 +69,8 @@ def _mutate_unknown_kind(doc: dict[str, Any]) -> None:
         (_mutate_bad_param, "ipv4_prefix"),  # out-of-range parameter
         (_mutate_unknown_param, "ipv4_bits: unknown key"),  # unknown parameter
         (_mutate_copy_personal_field, "analytics.fields.14.field"),  # copying a raw value is not allowed
+        (_mutate_copy_method, "analytics.fields.14.field"),  # the method is client text: classify_method only
+        (_mutate_copy_version, "abuse.fields.14.field"),  # so is the version: classify_version only
         (_mutate_abuse_subject_purpose, "purpose 'security'"),  # the subject must be the security pseudonym
         (_mutate_unknown_kind, "analytics.kinds.0"),  # not an event kind
     ],
@@ -94,3 +106,17 @@ def test_unknown_signal_in_a_detection_rule_is_named() -> None:
     _mutate_unknown_detection_signal(doc)
     with pytest.raises(ConfigError, match=r"ssh\.nope"):
         validate_policy(doc, "test.toml")
+
+
+def test_no_shipped_field_copies_client_text() -> None:
+    """Every copy_field of the shipped policy reads a number, flag or parser-set value, never client text."""
+    policy = load_policy()
+    copied = {
+        f.params["field"]
+        for output in (policy.analytics, policy.abuse)
+        for f in output.fields
+        if f.transform == "copy_field"
+    }
+    assert copied <= {"kind", "status", "bytes_sent", "ssh_outcome", "invalid_user", "format"}
+    methods = {f.transform for output in (policy.analytics, policy.abuse) for f in output.fields if "method" in f.name}
+    assert methods == {"classify_method", "pseudonymize_method"}

@@ -46,6 +46,13 @@ CASES = [
     ("SpringSale2024NewsletterV2", "SpringSale2024NewsletterV2"),  # CamelCase name stays
     ("Chrome/120.0.6099.109", "Chrome/120.0.6099.109"),  # version with a 4-digit part is not an IP
     ("v1.2.3.4", "v{ip}"),  # four-part version: over-scrubbed, by design
+    ("key AKIA2B7QX4MZK5RTV3NP", "key {token}"),  # AWS access key id
+    ("sid rB7kQwZpXmTnLvYs ok", "sid {token} ok"),  # 16-character token without a digit
+    ("report-550e8400-e29b-41d4-a716-446655440000", "report-{uuid}"),  # UUID after a word and a dash
+    ("report-Zx9kQ2mB7vLwR4tYp0aHc", "{token}"),  # token joined to a word by a dash: the run goes whole
+    ("id q3v8k1m0z7x2w9c4r6t5_thumb", "id {token}"),  # ... or followed by one
+    ("a-very-long-campaign-slug-name", "a-very-long-campaign-slug-name"),  # slug of 16+ characters stays
+    ("account_2001:db8:3852:180b:77b7:67bb:892f:8484_x", "account_{ip}_x"),  # IPv6 between underscores
 ]
 
 
@@ -79,6 +86,19 @@ def test_fast_path_returns_the_same_object() -> None:
         ("aGVsbG8gd29ybGQgdGhpcyBpcyBh", True),  # base64
         ("logstash-monitorama-2013", False),  # slug
         ("SpringSale2024NewsletterV2", False),  # CamelCase
+        ("AKIA2B7QX4MZK5RTV3NP", True),  # AWS access key id: upper case and digits
+        ("q3v8k1m0z7x2w9c4r6t5y8u1i0o3p2a7", True),  # 32 lower case and digits (Django session id)
+        ("K7Q2M9X4B1N8V3C6Z5L0", True),  # 20 upper case and digits
+        ("rB7kQwZpXmTnLvYs", True),  # 16 mixed-case letters, no digit
+        ("Zx9_kQ2mB7vLwR4tYp0aHc", True),  # base64url with a "_"
+        ("internationalization", False),  # a long word
+        ("gettingstartedwithkibana", False),  # words run together
+        ("jquery-1.10.2.min.js", False),  # a versioned file name
+        ("logstash-1.3.2-monolithic", False),  # a release slug
+        ("Kyocera-KPC650-EVDO", True),  # a product code: over-scrubbed (see the benchmark's false positives)
+        ("yyyyyyyyyyyyyyyyyyyy", False),  # a repeated character is not random (Shannon entropy test)
+        ("abababababababababab", False),  # nor a repeated pair
+        ("aB1cD2eF3", False),  # under 16 characters: never judged
     ],
 )
 def test_looks_random(token: str, random: bool) -> None:

@@ -41,6 +41,14 @@ CASES: list[tuple[str | None, str | None, dict[str, str]]] = [
     ("/reset/aGVsbG8gd29ybGQgdGhpcyBpcyBh", "/reset/{token}", {}),  # base64 token
     ("/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "/t/{token}", {}),  # JWT, short signature
     ("/k/sk_live_4eC39HqLyjWDarjtT1zdp7dc", "/k/{token}", {}),  # API key
+    ("/k/AKIA2B7QX4MZK5RTV3NP", "/k/{token}", {}),  # AWS access key id (20 characters)
+    ("/k/q3v8k1m0z7x2w9c4r6t5y8u1i0o3p2a7", "/k/{token}", {}),  # 32 lower case and digits
+    ("/k/rB7kQwZpXmTnLvYs", "/k/{token}", {}),  # 16 characters, no digit
+    ("/files/report-AKIA2B7QX4MZK5RTV3NP.pdf", "/files/{token}.pdf", {}),  # token joined to a word: whole run
+    ("/u/ann-bob@example.com-x", "/u/{email}", {}),  # e-mail inside a segment
+    ("/blog_bob@corp/cart", "/{email}/cart", {}),  # user@host without a top-level domain
+    ("/articles/xvfb-firefox.html", "/articles/xvfb-firefox.html", {}),  # file name: the stem is judged
+    ("/s?utm_content=rB7kQwZpXmTnLvYs", "/s", {"utm_content": "{token}"}),  # kept query value scrubbed
     ("/blog/logstash-monitorama-2013/", "/blog/logstash-monitorama-2013/", {}),  # slug with a year stays
     ("/invoice-20231105123.pdf", "/invoice-{id}.pdf", {}),  # long digit run inside a name
     ("/cart;jsessionid=0123ABCD/checkout", "/cart/checkout", {}),  # matrix parameter dropped
@@ -137,6 +145,16 @@ REFERRERS = [
     ("http://[2001:db8::1]:8080/", "{ip}"),  # IPv6 host
     ("http://2130706433/", "{ip}"),  # integer IPv4 form
     ("http://0x7f.1/", "{ip}"),  # hex IPv4 form
+    ("http://10.1.2.3.nip.io/", "{ip}.nip.io"),  # dotted quad inside a wildcard-DNS name
+    ("http://10-1-2-3.nip.io/", "{ip}.nip.io"),  # dashed form
+    ("http://ec2-54-1-2-3.compute-1.amazonaws.com/", "{ip}.compute-1.amazonaws.com"),  # cloud host name
+    ("http://0a010203.nip.io/", "{ip}.nip.io"),  # nip.io's hex form
+    ("http://2001-db8--1.sslip.io/", "{ip}.sslip.io"),  # dashed IPv6
+    ("https://sess-8f3a9c2e7b1d4f6a0c9e.example.com/", "sess-{token}.example.com"),  # session id label
+    ("https://rb7kqwzpxmtnlvys9d2f.example.com/", "{token}.example.com"),  # random label
+    ("https://550e8400-e29b-41d4-a716-446655440000.example.com/", "{uuid}.example.com"),  # UUID label
+    ("https://u12345678.example.com/", "u{id}.example.com"),  # long digit run
+    ("https://www2.shop-2024.example.co.uk/", "www2.shop-2024.example.co.uk"),  # ordinary labels stay
     ("http://[not-an-ip]/", None),  # bad IPv6 literal
     ("http://exa mple.com/", None),  # space in host
     ("http:///path", None),  # empty host
