@@ -126,6 +126,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -822,12 +823,15 @@ class Detector:
         alerts: list[dict[str, Any]] = []
         cutoff = latest - self._window
         # A folded line ("message repeated N times", Observation.repeat) counts as N lines at one time, exactly
-        # as N observations would; once every matching rule is quiet the rest change nothing.
-        for _ in range(obs.repeat if type(obs.repeat) is int and obs.repeat > 1 else 1):
+        # as N observations would (property-tested). Its cost stays bounded by the rules, not by N: a distinct
+        # rule sees the same value again, which only counts (added at once below), and a counting rule goes
+        # quiet at its first overflow, after at most capacity + 1 repeats; then the loop ends.
+        repeat = obs.repeat if type(obs.repeat) is int and obs.repeat > 1 else 1
+        for first in itertools.chain((True,), itertools.repeat(False, repeat - 1)):
             counted = False
             for rule in matched:
                 until = quiet.get(rule.id)
-                if until is not None and t < until:
+                if (until is not None and t < until) or (not first and rule.distinct_of is not None):
                     continue
                 counted = True
                 alert = self._count(rule, buckets, quiet, obs, cutoff)
@@ -835,6 +839,21 @@ class Detector:
                     alerts.append(alert)
             if not counted:
                 break
+            if first and repeat > 1:
+                # Separate observations are pruned between calls: drained buckets from before this one must not
+                # suppress (suppressed_by) what its repeats complete, as they would not for N observations.
+                pruned = self._prune(latest, late, buckets, quiet, keep_watermark=True)
+                assert pruned is not None  # keep_watermark: never None
+                buckets, quiet = dict(pruned["b"]), dict(pruned["q"])
+        if repeat > 1:
+            for rule in matched:
+                until = quiet.get(rule.id)
+                if rule.distinct_of is None or (until is not None and t < until) or rule.distinct_of(obs) is None:
+                    continue
+                # _count replaced this bucket by its own copy on the first repeat: it may be changed here.
+                bucket = buckets.get(rule.id)
+                if bucket is not None:
+                    bucket["n"] += repeat - 1
         return self._prune(latest, late, buckets, quiet, keep_watermark=True), alerts
 
     def observe(

@@ -255,6 +255,7 @@ _MESSAGE_ID = re.compile(r"\[ID \d+ [\w.]+\] ")
 # Any other line: an address after "from " / "by " or in brackets, confirmed by _looks_like_ip below
 _ANY_ADDRESS = re.compile(r"(?:\b(?:from|by) \[?|\[)([0-9A-Fa-f.:]*[0-9A-Fa-f])(?=[\s\]:,;]|$)")
 _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]$")
+_MAX_REPEAT_DIGITS = 9  # a longer count reads as 10**9: far above any cap, never parsed
 
 
 class _Hinted(NamedTuple):
@@ -357,7 +358,11 @@ def read_sshd(message: str) -> tuple[SshHit, int] | None:
         if match is None:
             return None
         hit = _classify(match[2])
-        return None if hit is None else (hit, int(match[1]))
+        # The count is the sender's text: more digits than any real count would cost int() quadratic time
+        # (and past 4,300 digits Python refuses); the parser caps it anyway (ParseParams.max_repeat_events).
+        digits = match[1].lstrip("0") or "0"
+        count = int(digits) if len(digits) <= _MAX_REPEAT_DIGITS else 10**_MAX_REPEAT_DIGITS
+        return None if hit is None else (hit, count)
     hit = _classify(message)
     return None if hit is None else (hit, 1)
 

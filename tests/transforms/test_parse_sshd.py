@@ -560,6 +560,13 @@ def test_message_repeated_is_capped() -> None:
     assert [(e.repeat, e.extra) for e in events] == [(3, {"repeat_capped": "1"})]
 
 
+def test_a_repeat_count_of_thousands_of_digits_is_capped_not_parsed() -> None:
+    """A count past Python's int-string limit made the parser raise ValueError (a transform_failed record)."""
+    line = HEAD + "message repeated " + "9" * 5000 + " times: [ Failed password for root from 5.36.59.76 port 1 ssh2]"
+    events = PARSE(line.encode(), INGEST)
+    assert [(e.repeat, e.extra) for e in events] == [(1000, {"repeat_capped": "1"})]
+
+
 @pytest.mark.parametrize(
     "message",
     [
