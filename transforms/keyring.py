@@ -30,7 +30,7 @@ import os
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -197,6 +197,10 @@ def dump_keyring(keyring: Keyring) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+# Any retained epoch's key costs at most this many ratchet steps once the walk has passed it (EpochKeys).
+CHECKPOINT_EPOCHS: Final = 64
+
+
 def _next_chain(state: bytes) -> bytes:
     return hmac.new(state, b"pseudonymizer/v1/next", hashlib.sha256).digest()
 
@@ -215,6 +219,11 @@ class EpochKeys:
         self._state_epoch = chain.epoch
         self._state = self._root
         self._keys: dict[int, bytes] = {}
+        # Ratchet states every CHECKPOINT_EPOCHS epochs from the first, recorded as the walk passes them. Event
+        # times are the sender's choice: without them, records alternating between old and new days restarted
+        # the walk from the first epoch each time (thousands of HMACs a record, quadratic over a replay).
+        # They are derivable from the root this object already holds, so they expose nothing more.
+        self._checkpoints: dict[int, bytes] = {chain.epoch: self._root}
 
     def epoch_of(self, unix_seconds: float) -> int:
         return int(unix_seconds // self.period_s)
@@ -230,12 +239,15 @@ class EpochKeys:
         if epoch < self.first_epoch:
             return None
         if epoch < self._state_epoch:
-            # Asked for an older epoch than the newest derived so far: restart the ratchet from the
-            # stored state (one HMAC per epoch, so even decades of daily epochs take milliseconds).
-            self._state_epoch, self._state = self.first_epoch, self._root
+            # Asked for an older epoch than the newest derived so far: restart the ratchet from the nearest
+            # checkpoint at or below it (every one up to _state_epoch has been recorded on the way).
+            base = epoch - (epoch - self.first_epoch) % CHECKPOINT_EPOCHS
+            self._state_epoch, self._state = base, self._checkpoints[base]
         while self._state_epoch < epoch:
             self._state = _next_chain(self._state)
             self._state_epoch += 1
+            if (self._state_epoch - self.first_epoch) % CHECKPOINT_EPOCHS == 0:
+                self._checkpoints[self._state_epoch] = self._state
         derived = _epoch_hmac_key(self._state)
         if len(self._keys) >= 4096:  # bounded: a replay over decades must not grow without limit
             self._keys.clear()

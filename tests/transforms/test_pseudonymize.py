@@ -11,8 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import transforms.keyring as keyring_module
 from tests.transforms.keyfixtures import fixed_keyring
 from transforms.keyring import (
+    CHECKPOINT_EPOCHS,
+    EpochKeys,
     Purpose,
     dump_keyring,
     generate_keyring,
@@ -150,3 +153,28 @@ def test_keyring_repr_and_json_errors_never_show_secrets() -> None:
     with pytest.raises(Exception, match="invalid at") as caught:
         parse_keyring(broken)
     assert secret not in str(caught.value)
+
+
+def test_any_retained_epoch_costs_a_bounded_walk_whatever_the_order_of_event_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records alternating between old and new days restarted the ratchet from its first epoch each time."""
+    chain = fixed_keyring().chains[Purpose.ANALYTICS]
+    fresh = EpochKeys(chain)
+    expected = {epoch: fresh.key(epoch) for epoch in range(chain.epoch, chain.epoch + 3000, 7)}
+
+    steps = 0
+    real_step = keyring_module._next_chain
+
+    def counted(state: bytes) -> bytes:
+        nonlocal steps
+        steps += 1
+        return real_step(state)
+
+    monkeypatch.setattr(keyring_module, "_next_chain", counted)
+    keys = EpochKeys(chain)
+    keys.key(chain.epoch + 3000)  # one walk to the newest day
+    steps = 0
+    for epoch in sorted(expected, reverse=True):  # then every older one, newest first: the worst order
+        assert keys.key(epoch) == expected[epoch]
+    assert steps <= len(expected) * CHECKPOINT_EPOCHS
