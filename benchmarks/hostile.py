@@ -299,6 +299,8 @@ def _query(rng: Random, planter: Planter | None) -> str:
         pairs.append(f"canary={planter.ident('query') if _maybe(rng, 0.5) else planter.word('query')}")
     if _maybe(rng, 0.3):
         pairs.append(f"{rng.choice(('session', 'token', 'email', 'sid'))}={planter.ident('query')}")
+    if _maybe(rng, 0.1):  # the name of an allow-listed parameter is client text too
+        pairs.append(f"utm_{planter.ident('utm_key', ('aws_key', 'hex_token', 'b64_token', 'uuid'))}=1")
     rng.shuffle(pairs)
     return "&".join(pairs)
 
