@@ -199,7 +199,9 @@ class UrlMinimizer:
         for pair in query.split("&"):
             raw_key, _, raw_value = pair.partition("=")
             key = unquote_plus(raw_key) if ("%" in raw_key or "+" in raw_key) else raw_key
-            if key in out or not _QUERY_KEY_RE.fullmatch(key) or not allowed(key):
+            # A name is client text like a value: a glob such as utm_* also admits "utm_<token>", so a name
+            # the scrubber would change is dropped whole (a placeholder name would say nothing useful).
+            if key in out or not _QUERY_KEY_RE.fullmatch(key) or not allowed(key) or self._scrub(key) != key:
                 continue
             value = unquote_plus(raw_value, errors="replace")
             if len(value) > _MAX_SCRUBBED_VALUE:

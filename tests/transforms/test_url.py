@@ -65,6 +65,9 @@ CASES: list[tuple[str | None, str | None, dict[str, str]]] = [
     ("/s?q=my+secret&utm_campaign=spring-sale", "/s", {"utm_campaign": "spring-sale"}),  # q dropped
     ("/s?utm_medium=cpc+ads&utm_term=a%20b", "/s", {"utm_medium": "cpc ads", "utm_term": "a b"}),  # decoded
     ("/s?utm_source=bob%40example.com", "/s", {"utm_source": "{email}"}),  # value scrubbed
+    ("/s?utm_AKIAIOSFODNN7EXAMPLE=1&utm_source=x", "/s", {"utm_source": "x"}),  # a name carrying a key: dropped
+    ("/s?utm_bob%40example.com=1", "/s", {}),  # a name carrying an e-mail: dropped
+    ("/s?utm_campaign=mbzeqNVE_PLnu_EDneS1fK", "/s", {"utm_campaign": "{token}"}),  # base64url with '_' runs
     ("/s?utm_a=1&utm_a=2", "/s", {"utm_a": "1"}),  # first occurrence wins
     ("/s?utm_x=" + "y" * 100, "/s", {"utm_x": "y" * 64}),  # value cut to 64 characters
     ("/s?utm_x=" + "a" * 1025, "/s", {"utm_x": "{long}"}),  # too long to scrub: replaced, not cut
