@@ -7,7 +7,8 @@ allow-listed query parameter, a log message): it replaces, in this order,
 - ``Bearer``/``Basic`` credentials with ``Bearer {token}``;
 - values of ``password=``, ``token:``, ``api_key=``, ``secret=``... assignments with ``{secret}``;
 - e-mail addresses with ``{email}``;
-- IPv6 literals (validated with ``inet_pton``) and IPv4 dotted quads with ``{ip}``;
+- IPv6 literals (validated with ``inet_pton``, or 8 hex groups glued to more text) and IPv4 dotted quads
+  with ``{ip}``; MAC addresses with ``{mac}``;
 - card numbers (13-19 digits, optionally grouped by spaces or dashes, passing Luhn) with ``{card}``;
 - UUIDs with ``{uuid}``; AWS access key ids, hex runs of 16+ and random-looking base64/base64url runs
   of 16+ (:func:`looks_random`) with ``{token}``.
@@ -54,11 +55,20 @@ _EMAIL_RE: Final = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,16}[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
-# Candidates only: inet_pton decides, so "12:30:45" and MAC addresses stay. The dotted tail is tried
+# Candidates only: inet_pton decides, so "12:30:45" stays (MAC addresses are _MAC_RE's). The dotted tail is tried
 # first so that "::ffff:1.2.3.4" is taken whole, not as "::ffff:1" leaving ".2.3.4" behind.
 _IPV6_RE: Final = re.compile(
     r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[\w.]+)?(?![0-9A-Za-z:])"
 )
+# What the strict rules miss because a client glued it to more text: an address with 7+ colon-separated hex groups
+# ("2001:db8:...:7ec7ab") and an e-mail whose domain is mangled ("bob@corp{{.example.net").
+# Kept text errs towards placeholders: "react@18.2.0" becomes {email} as "1.2.3.4" becomes {ip}.
+_IPV6_GLUED_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){6,7}[0-9A-Fa-f]{1,4}")
+# A MAC address names a device as surely as an address names a host.
+_MAC_RE: Final = re.compile(
+    r"(?<![0-9A-Za-z:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![0-9A-Za-z:-])"
+)
+_LOOSE_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[^\s@/?#&;,.]{0,253}\.[^\s@/?#&;,]{1,253}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
 # A word and a dash may come before ("report-<uuid>"), so the boundaries are hex digits only.
@@ -68,7 +78,8 @@ _UUID_RE: Final = re.compile(
 # AWS access key ids: the documented prefixes and 16 base32 characters (looks_random catches them too; this
 # is the certain case).
 AWS_KEY_ID_RE: Final = re.compile(r"(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|APKA|ABIA|ACCA)[A-Z2-7]{16}")
-_AWS_RE: Final = re.compile(rf"(?<![A-Za-z0-9]){AWS_KEY_ID_RE.pattern}(?![A-Za-z0-9])")
+# No boundary after the key: a client can glue one to a word ("AKIA...bot/1.0"), and the prefix is distinctive.
+_AWS_RE: Final = re.compile(rf"(?<![A-Za-z0-9]){AWS_KEY_ID_RE.pattern}")
 # Long hex ids (session ids, digests) and base64 runs, which looks_random judges (a random 16-character
 # base64url token has no digit 7% of the time, so no digit is required).
 _HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}(?![A-Za-z0-9])")
@@ -373,9 +384,11 @@ def _scrub_once(text: str) -> str:
     if has_eq or has_colon:
         text = _ASSIGN_RE.sub(_assign, text)
     if has_at:
-        text = _EMAIL_RE.sub("{email}", text)
+        text = _LOOSE_EMAIL_RE.sub("{email}", _EMAIL_RE.sub("{email}", text))
     if has_colon:
-        text = _IPV6_RE.sub(_ipv6, text)
+        text = _IPV6_GLUED_RE.sub("{ip}", _IPV6_RE.sub(_ipv6, text))
+    if has_colon or "-" in text:
+        text = _MAC_RE.sub("{mac}", text)
     if has_digit:
         text = _IPV4_RE.sub("{ip}", text)
         text = _CARD_RE.sub(_card, text)

@@ -3,11 +3,14 @@ access and error lines inside syslog, and Apache / nginx error logs."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.model import Event, EventKind
 from transforms.parse import ERROR_LOG_EVENTS, ERROR_LOG_KEY, ParseParams, build_parser, unescape_log_field
@@ -80,6 +83,26 @@ UNESCAPE_CASES: list[tuple[str, str]] = [
 def test_unescape_log_field(logged: str, expected: str) -> None:
     """unescape_log_field undoes Apache's and nginx's escapes, left to right, and keeps anything else."""
     assert unescape_log_field(logged) == expected
+
+
+def _unescape_reference(text: str) -> str:
+    """The escapes read one by one, left to right: the plain definition the fast version must equal."""
+    named = {"\\": b"\\", '"': b'"', "b": b"\b", "n": b"\n", "r": b"\r", "t": b"\t", "v": b"\v"}
+    out, position = bytearray(), 0
+    for match in re.finditer(r'\\(x[0-9A-Fa-f]{2}|[\\"bnrtv])', text):
+        out += text[position : match.start()].encode()
+        code = match[1]
+        out += bytes([int(code[1:], 16)]) if len(code) == 3 else named[code]
+        position = match.end()
+    out += text[position:].encode()
+    return out.decode("utf-8", "backslashreplace")
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=list("\\\"nrtvbxqa0'\n4Fg1é\u2028 "), max_size=40))
+def test_unescape_log_field_equals_reading_escapes_left_to_right(text: str) -> None:
+    """The C-level unescape (split on escaped backslashes, then codecs.escape_decode) is the plain definition."""
+    assert unescape_log_field(text) == _unescape_reference(text)
 
 
 ESCAPED_LINE_CASES: list[tuple[str, dict[str, Any]]] = [

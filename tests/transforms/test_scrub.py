@@ -23,7 +23,11 @@ CASES = [
     ("from 203.0.113.7 via 10.0.0.1", "from {ip} via {ip}"),  # IPv4
     ("peer [2001:db8::1]:443 and fe80::1%eth0", "peer [{ip}]:443 and {ip}"),  # IPv6 with brackets and zone
     ("::ffff:198.51.100.1 mapped", "{ip} mapped"),  # mapped IPv6 taken whole
-    ("at 12:30:45 mac aa:bb:cc:dd:ee:ff", "at 12:30:45 mac aa:bb:cc:dd:ee:ff"),  # time and MAC are not IPs
+    ("at 12:30:45 mac aa:bb:cc:dd:ee:ff", "at 12:30:45 mac {mac}"),  # a time is no address; a MAC names a device
+    ("mac 00-1A-2B-3C-4D-5E", "mac {mac}"),  # dash-separated too
+    ("/n/2001:db8:1b98:5fa5:7081:ef74:18fb:7ec7ab", "/n/{ip}ab"),  # an address glued to more text
+    ("to aqmqznixi6@corp{{.example.net", "to {email}"),  # an e-mail with a mangled domain
+    ("Mozilla/5.0 AKIA2222222222222222bot/1.0", "Mozilla/5.0 {token}bot/1.0"),  # a key id glued to a word
     ("std::vector<int>", "std::vector<int>"),  # C++ scope operator
     ("card 4111 1111 1111 1111 ok", "card {card} ok"),  # Visa test number with spaces
     ("4111-1111-1111-1111", "{card}"),  # dashes
