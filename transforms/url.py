@@ -198,12 +198,15 @@ class UrlMinimizer:
             return out
         for pair in query.split("&"):
             raw_key, _, raw_value = pair.partition("=")
+            if len(raw_key) > 3 * 64:
+                continue  # no kept name is longer than 64 characters (_QUERY_KEY_RE), even once decoded
             key = unquote_plus(raw_key) if ("%" in raw_key or "+" in raw_key) else raw_key
             # A name is client text like a value: a glob such as utm_* also admits "utm_<token>", so a name
             # the scrubber would change is dropped whole (a placeholder name would say nothing useful).
             if key in out or not _QUERY_KEY_RE.fullmatch(key) or not allowed(key) or self._scrub(key) != key:
                 continue
-            value = unquote_plus(raw_value, errors="replace")
+            # As for path segments: too long even at a third of its length, the value is not decoded at all.
+            value = raw_value if len(raw_value) > 3 * _MAX_SCRUBBED_VALUE else unquote_plus(raw_value, errors="replace")
             if len(value) > _MAX_SCRUBBED_VALUE:
                 out[key] = "{long}"  # cutting first could split an e-mail or token past recognition
             else:
@@ -229,6 +232,10 @@ class UrlMinimizer:
             raw = raw[:semi]
         if not raw:
             return raw
+        if len(raw) > 3 * self._max_segment_length:
+            # Decoding shortens a segment at most threefold ("%41" -> "A"), so this one is long whatever it
+            # decodes to; urllib's unquote walks every '%' in Python (60,000 of them cost 23x a benign record).
+            return "{long}"
         s = unquote(raw, errors="replace") if "%" in raw else raw
         if s.startswith("eyJ") and _JWT_RE.fullmatch(s):
             return "{token}"  # before the extension check: a short signature would pass for one
