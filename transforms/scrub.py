@@ -61,14 +61,14 @@ _IPV6_RE: Final = re.compile(
     r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[\w.]+)?(?![0-9A-Za-z:])"
 )
 # What the strict rules miss because a client glued it to more text: an address with 7+ colon-separated hex groups
-# ("2001:db8:...:7ec7ab") and an e-mail whose domain is mangled ("bob@corp{{.example.net").
+# ("2001:db8:...:7ec7ab") and an e-mail whose domain is mangled or cut ("bob@corp{{.example.net", "bob@exa").
 # Kept text errs towards placeholders: "react@18.2.0" becomes {email} as "1.2.3.4" becomes {ip}.
 _IPV6_GLUED_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){6,7}[0-9A-Fa-f]{1,4}")
 # A MAC address names a device as surely as an address names a host.
 _MAC_RE: Final = re.compile(
     r"(?<![0-9A-Za-z:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![0-9A-Za-z:-])"
 )
-_LOOSE_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[^\s@/?#&;,.]{0,253}\.[^\s@/?#&;,]{1,253}")
+_LOOSE_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[^\s@/?#&;,]{1,253}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
 # A word and a dash may come before ("report-<uuid>"), so the boundaries are hex digits only.

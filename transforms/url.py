@@ -284,7 +284,8 @@ def referrer_host(referrer: str | None) -> str | None:
     if host.startswith("["):
         end = host.find("]")
         return "{ip}" if end > 0 and _is_ipv6(host[1:end]) else None
-    host = host.partition(":")[0].rstrip(".").lower()
+    cased = host.partition(":")[0].rstrip(".")
+    host = cased.lower()
     if not host or len(host) > 253:
         return None
     if not host.isascii():
@@ -294,12 +295,15 @@ def referrer_host(referrer: str | None) -> str | None:
             return None
     if _DOTTED_NUMERIC_RE.fullmatch(host):
         return "{ip}"  # dotted quad, or the integer/hex/octal forms browsers also accept
-    return _scrub_host(host) if _HOST_RE.fullmatch(host) else None
+    if not _HOST_RE.fullmatch(host):
+        return None
+    # Tokens are judged in the case the client sent: lower-cased, mixed-case base64 reads like words.
+    return _scrub_host(cased if cased.isascii() else host)
 
 
 def _scrub_host(host: str) -> str:
-    """``host`` (valid, lower-case) with labels that carry an address or identifier as placeholders."""
-    host = _HOST_SCRUB(host)  # dotted quads ("10.1.2.3.nip.io"), UUIDs, hex ids, tokens
+    """``host`` (valid, any case) lower-cased, with labels that carry an address or identifier as placeholders."""
+    host = _HOST_SCRUB(host).lower()  # dotted quads ("10.1.2.3.nip.io"), UUIDs, hex ids, tokens
     labels = host.split(".")
     for i, label in enumerate(labels):
         if label.startswith("{") or (len(label) < 7 and not label.isdigit()):

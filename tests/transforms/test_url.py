@@ -154,6 +154,9 @@ REFERRERS = [
     ("http://0a010203.nip.io/", "{ip}.nip.io"),  # nip.io's hex form
     ("http://2001-db8--1.sslip.io/", "{ip}.sslip.io"),  # dashed IPv6
     ("https://sess-8f3a9c2e7b1d4f6a0c9e.example.com/", "sess-{token}.example.com"),  # session id label
+    # a mixed-case base64url label, judged before lower-casing (lower-cased it read like words)
+    ("https://miOr_ApNSEq-ounOKv-FAx.sessions.example.com/", "{token}.sessions.example.com"),
+    ("https://WWW.Example.COM/", "www.example.com"),  # words in any case are kept, lower-cased
     ("https://rb7kqwzpxmtnlvys9d2f.example.com/", "{token}.example.com"),  # random label
     ("https://550e8400-e29b-41d4-a716-446655440000.example.com/", "{uuid}.example.com"),  # UUID label
     ("https://u12345678.example.com/", "u{id}.example.com"),  # long digit run
