@@ -90,6 +90,7 @@ _MAX_CUTS: Final = 3
 _DIGIT_RE: Final = re.compile(r"\d")
 # One scan for the fast path: the characters or words some rule needs (or a 16-character run, for tokens).
 _CANDIDATE_RE: Final = re.compile(r"[\d@:=]|eyJ|earer|EARER|asic|ASIC|[A-Za-z0-9+/_-]{16}")
+_REPEATED_CHAR_RE: Final = re.compile(r"(.)\1{3,}")  # 4+ of one character: one match per run, linear
 _LONG_RUN_RE: Final = re.compile(r"[A-Za-z0-9+/_-]{16}")
 _MAX_PASSES: Final = 4
 
@@ -323,7 +324,9 @@ def looks_random(token: str, min_length: int = MIN_TOKEN_LENGTH) -> bool:
 
 def _b64(m: re.Match[str]) -> str:
     text = m.group()
-    if looks_random(text):
+    if looks_random(text) or looks_random(_REPEATED_CHAR_RE.sub(r"\1", text)):
+        # The second test sees through padding: a token followed by a run of one character ("...Tbm0100000000")
+        # has too little entropy as a whole, and is as identifying as the token alone.
         return "{token}"
     # A token joined to words by "-" or "_" ("report-<token>", "<token>_thumb"): the run as a whole reads
     # as words, so the run is also judged without up to three parts at its head, or at its tail.

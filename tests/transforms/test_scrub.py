@@ -28,6 +28,8 @@ CASES = [
     ("/n/2001:db8:1b98:5fa5:7081:ef74:18fb:7ec7ab", "/n/{ip}ab"),  # an address glued to more text
     ("to aqmqznixi6@corp{{.example.net", "to {email}"),  # an e-mail with a mangled domain
     ("download m3xd47hra2@exm_term", "download {email}"),  # an e-mail cut short: the local part identifies
+    ("tag yLum-woDJDXQmTbm01" + "0" * 40, "tag {token}"),  # a token padded with one repeated character
+    ("loading-xxxxxxxxxxxxxxxxxxxx", "loading-xxxxxxxxxxxxxxxxxxxx"),  # padding alone is no token
     ("Mozilla/5.0 AKIA2222222222222222bot/1.0", "Mozilla/5.0 {token}bot/1.0"),  # a key id glued to a word
     ("std::vector<int>", "std::vector<int>"),  # C++ scope operator
     ("card 4111 1111 1111 1111 ok", "card {card} ok"),  # Visa test number with spaces
