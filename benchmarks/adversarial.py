@@ -21,9 +21,6 @@ Goal (issue 8): no family costs more than 20x a benign record of the same size.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +30,7 @@ from typing import Any
 import orjson
 
 from benchmarks.datasets import combined_line
+from benchmarks.provenance import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "adversarial.json"
@@ -194,12 +192,7 @@ def run(sizes: tuple[int, ...], repeat: int) -> dict[str, Any]:
         "schema": "adversarial/1",
         "command": "python -m benchmarks.adversarial",
         "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "commit": _commit(),
-        },
+        "machine": machine(),
         "sizes": list(sizes),
         "repeat": repeat,
         "goal_ratio": GOAL,
@@ -207,14 +200,6 @@ def run(sizes: tuple[int, ...], repeat: int) -> dict[str, Any]:
         "over_goal": sum(row["ratio"] > GOAL for row in rows),
         "rows": rows,
     }
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h"], capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, int]:

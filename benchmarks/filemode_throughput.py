@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import orjson
 
+from benchmarks.provenance import machine
 from config.settings import Settings
 from pipeline.filemode import process_files
 from pipeline.keystore import write_keyring
@@ -52,11 +52,7 @@ def main() -> None:
             summary = process_files(runtime, args.inputs, Path(tmp) / "out")
             rates.append(lines / (time.perf_counter() - start))
     result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "input_lines": lines,
         "geo": args.geo,
         "events_per_s_best": round(max(rates)),

@@ -29,9 +29,7 @@ import bisect
 import heapq
 import multiprocessing
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ import orjson
 
 from benchmarks import hostile
 from benchmarks.hostile import INGEST, Canary, Sample
+from benchmarks.provenance import machine
 from config.settings import Settings
 from pipeline.keystore import write_keyring
 from pipeline.runtime import Runtime, build_runtime
@@ -405,15 +404,6 @@ def _shard_entry(args: tuple[int, int, int, int, bool]) -> Tally:
 # --- the report -------------------------------------------------------------------------------------------
 
 
-def _commit() -> str | None:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
-    except OSError:
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else None
-
-
 def _split(key: str) -> dict[str, str]:
     where, kind = key.split("|")
     return {"field": where, "kind": kind}
@@ -472,12 +462,7 @@ def report(tally: Tally, *, seed: int, records: int, jobs: int, geo: bool, wall_
         "schema": SCHEMA,
         "command": "python -m benchmarks.fuzz " + " ".join(sys.argv[1:]),
         "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "commit": _commit(),
-        },
+        "machine": machine(),
         "seed": seed,
         "jobs": jobs,
         "geo": geo,
