@@ -162,6 +162,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 str(args.count),
                 "--rate",
                 str(args.rate),
+                # A new seed each run: the same sources again within the detector's quiet period (its state
+                # persists in .demo/worker) would rightly raise no alert, and a second demo would show none.
+                "--seed",
+                str(int(time.time())),
             ],
             env=env,
         )
