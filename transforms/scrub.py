@@ -62,13 +62,13 @@ _IPV6_RE: Final = re.compile(
 )
 # What the strict rules miss because a client glued it to more text: an address with 7+ colon-separated hex groups
 # ("2001:db8:...:7ec7ab") and an e-mail whose domain is mangled or cut ("bob@corp{{.example.net", "bob@exa").
-# Kept text errs towards placeholders: "react@18.2.0" becomes {email} as "1.2.3.4" becomes {ip}.
+# The host part must start with a letter, so that "react@18.2.0" (a package version) stays.
 _IPV6_GLUED_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){6,7}[0-9A-Fa-f]{1,4}")
 # A MAC address names a device as surely as an address names a host.
 _MAC_RE: Final = re.compile(
     r"(?<![0-9A-Za-z:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![0-9A-Za-z:-])"
 )
-_LOOSE_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[^\s@/?#&;,]{1,253}")
+_LOOSE_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z][^\s@/?#&;,]{0,252}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _CARD_RE: Final = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?!\d)")
 # A word and a dash may come before ("report-<uuid>"), so the boundaries are hex digits only.
@@ -324,7 +324,8 @@ def looks_random(token: str, min_length: int = MIN_TOKEN_LENGTH) -> bool:
 
 def _b64(m: re.Match[str]) -> str:
     text = m.group()
-    if looks_random(text) or looks_random(_REPEATED_CHAR_RE.sub(r"\1", text)):
+    collapsed = _REPEATED_CHAR_RE.sub(r"\1", text)
+    if looks_random(text) or (collapsed != text and looks_random(collapsed)):
         # The second test sees through padding: a token followed by a run of one character ("...Tbm0100000000")
         # has too little entropy as a whole, and is as identifying as the token alone.
         return "{token}"

@@ -52,9 +52,6 @@ _UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _HEX_RE: Final = re.compile(r"[0-9a-fA-F]{12,}")
 _IPV4_RE: Final = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _EMAIL_RE: Final = re.compile(r"[^\s@/]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,15}\.[A-Za-z]{2,63}")
-# "user@host" without a top-level domain (a cut or internal address): the user part identifies all the same.
-# The host must start with a letter, so that "icon@2x.png" (a retina image) stays.
-_USER_AT_HOST_RE: Final = re.compile(r"[A-Za-z0-9._%+-]@[A-Za-z]")
 _JWT_RE: Final = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_\-+=.~]{16,}")
 _EXT_RE: Final = re.compile(r"[A-Za-z0-9]{0,4}[A-Za-z][A-Za-z0-9]{0,4}")
@@ -250,9 +247,8 @@ class UrlMinimizer:
         placeholder = _classify(s, tokens=not has_ext)
         if placeholder is not None:
             return placeholder
-        if "@" in s and _USER_AT_HOST_RE.search(s):
-            return "{email}"
-        # An identifier inside a kept segment ("report-AKIA...", "sess-<token>", "u-bob@example.com").
+        # An identifier inside a kept segment ("report-AKIA...", "sess-<token>", "blog_bob@corp": user@host
+        # without a top-level domain, which the scrubber's loose e-mail rule takes).
         s = _DIGIT_RUN_RE.sub("{id}", self._scrub(s))
         return s if _SAFE_SEGMENT_RE.fullmatch(s) else quote(s, safe=_SEGMENT_SAFE)
 
