@@ -57,6 +57,19 @@ running() {
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+cluster_id() {
+  # 16 random bytes, base64url without padding (what kafka-storage random-uuid prints), kept for the next
+  # format. Written whole or not at all: an empty file (seen once in a fresh-clone test run)
+  # gave `format -t ""` and a broker that never started; one is replaced, not reused.
+  local file="$state/cluster-id"
+  if [ ! -s "$file" ]; then
+    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$file.tmp"
+    [ -s "$file.tmp" ] || { echo "kafka: could not generate a cluster id" >&2; exit 1; }
+    mv "$file.tmp" "$file"
+  fi
+  cat "$file"
+}
+
 start() {
   mkdir -p "$state"
   # A broker that already answers needs no lock. This also lets a start return while a broker launched by an
@@ -97,7 +110,7 @@ PROPS
   local jvm=(java ${KAFKA_HEAP:--Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true
              -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" -Dkafka.logs.dir="$logs" -cp "$cp")
   if [ ! -f "$data/meta.properties" ]; then
-    "${jvm[@]}" kafka.tools.StorageTool format -t "$(cat "$state/cluster-id" 2>/dev/null || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' | tee "$state/cluster-id")" \
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$(cluster_id)" \
       -c "$props" --standalone >"$logs/format.log" 2>&1 || { cat "$logs/format.log" >&2; exit 1; }
   fi
   # 9>&-: the broker must not inherit the lock. It outlives this script, and a lock it held would make every
