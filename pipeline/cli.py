@@ -28,6 +28,7 @@ SUBCOMMANDS = (
     "reveal",
     "demo",
     "transforms",
+    "privacy-report",
 )
 
 log = logging.getLogger("pseudonymizer")
@@ -322,6 +323,45 @@ def cmd_reveal(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- privacy report --------------------------------------------------------------------------------
+
+
+def _jsonl(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
+
+
+def cmd_privacy_report(args: argparse.Namespace) -> int:
+    from pipeline.privacy_report import privacy_report, render_report
+
+    folder: Path = args.dir
+    if not (folder / "analytics.jsonl").exists():
+        raise ConfigError(f"privacy-report: no analytics.jsonl in {folder}")
+    try:
+        analytics = _jsonl(folder / "analytics.jsonl")
+        summary_path = folder / "summary.json"
+        summary = orjson.loads(summary_path.read_bytes()) if summary_path.exists() else None
+        abuse, aggregates = _jsonl(folder / "abuse.jsonl"), _jsonl(folder / "aggregates.jsonl")
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"privacy-report: a file in {folder} is not JSON lines (at position {exc.pos})") from None
+    # analytics/1 pseudonyms live a day and its visitor is the unit; its times are minutes.
+    old = bool(analytics) and all(r.get("schema") == "analytics/1" for r in analytics)
+    report = privacy_report(
+        analytics,
+        abuse,
+        aggregates,
+        summary,
+        unit=args.unit or ("client.visitor" if old else "client.pseudonym"),
+        window_s=args.window_s or (86_400 if old else 3600),
+        k=args.k,
+        time_granularity_s=60.0 if old else None,
+    )
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render_report(report), end="")
+    return 0
+
+
 # --- demo / transforms -------------------------------------------------------------------------------
 
 
@@ -450,6 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when traffic ends)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "privacy-report",
+        help="what a release lets an analyst learn: k of unit profiles, linking attacks, abuse join (DIR of `process`)",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder with analytics.jsonl (and abuse, aggregates, summary)")
+    p.add_argument(
+        "--unit",
+        help="the field one unit of protection is (default: analytics/1 client.visitor, else client.pseudonym)",
+    )
+    p.add_argument(
+        "--window-s", type=int, help="lifetime of the released pseudonyms (default: 86400 for analytics/1, else 3600)"
+    )
+    p.add_argument("--k", type=int, default=5, help="the k the release promises (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="the report as JSON instead of text")
+    p.set_defaults(func=cmd_privacy_report)
 
     p = sub.add_parser("transforms", help="list the transforms a policy can name")
     p.set_defaults(func=cmd_transforms)

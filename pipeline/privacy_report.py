@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from transforms.hierarchy import HIERARCHIES, Hierarchy
+
 # Values that link records to each other; never quasi-identifiers (see the analytics/2 contract).
 LINK_FIELDS = frozenset({"client.pseudonym", "client.visitor", "user"})
 # Released as one value although they are objects: their keys are generalized together.
@@ -57,78 +59,41 @@ _DEVICE_FIELDS = (
 
 # --- generalization levels -----------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Levels:
-    """The generalization levels of one released field, finest first; the last one is "absent"."""
-
-    names: tuple[str, ...]
-    level_of: Callable[[Any], int]  # a released value (never None) -> index into names
-
-
-def _prefix_level(value: Any) -> int:
-    length = int(str(value).rsplit("/", 1)[1]) if "/" in str(value) else 128
-    if ":" in str(value):
-        return 0 if length >= 48 else 1 if length >= 32 else 2
-    return 0 if length >= 24 else 1 if length >= 16 else 2
-
-
-def _geo_level(value: Any) -> int:
-    if not isinstance(value, dict):
-        return 0
-    if value.get("asn") is not None or value.get("as_org") is not None:
-        return 0
-    return 1 if value.get("region") is not None or value.get("city") is not None else 2
-
-
-def _user_agent_level(value: Any) -> int:
-    if not isinstance(value, dict):
-        return 0
-    if value.get("browser_major") is not None:
-        return 0
-    if value.get("browser") is not None or value.get("os") is not None:
-        return 1
-    return 2 if "device" in value else 3
-
-
-def _url_level(value: Any) -> int:
-    path = value.get("path") if isinstance(value, dict) else value
-    return 2 if isinstance(path, str) and "*" in path else 0
-
-
-def _time_level(value: Any) -> int:
-    span = time_span(value)
-    width = span[1] - span[0] if span else 60.0
-    return 0 if width <= 60 else 1 if width <= 3600 else 2
-
-
-def _coded_level(value: Any) -> int:
-    return 1 if isinstance(value, str) and not str(value).isdigit() else 0
-
-
-def _present(value: Any) -> int:
-    return 0
-
-
-# The hierarchies described for analytics/2 (transforms.release.HIERARCHIES supersedes these when present).
-# A value at a level that its shape cannot tell apart from a finer one (a URL without a query, a host that
-# is its own registered domain) counts at the finer level.
-FALLBACK_LEVELS: dict[str, Levels] = {
-    "client.prefix": Levels(("/24 (/48)", "/16 (/32)", "/8 (/16)", "absent"), _prefix_level),
-    "geo": Levels(("with ASN", "region", "country", "absent"), _geo_level),
-    "user_agent": Levels(("browser+major", "browser/OS", "device", "bot flag", "absent"), _user_agent_level),
-    "http.url": Levels(("path+query", "path", "first segment", "absent"), _url_level),
-    "time": Levels(("minute", "hour", "day", "absent"), _time_level),
-    "http.status": Levels(("code", "class", "absent"), _coded_level),
-    "http.bytes": Levels(("exact", "bucket", "absent"), _coded_level),
-    "http.referrer_host": Levels(("host", "absent"), _present),
+# The hierarchy of each analytics field as config/policy.toml names it (``analytics.release.quasi_identifiers``);
+# a field not named here reads as kept or dropped. A caller holding the policy passes its own map.
+DEFAULT_HIERARCHIES: Mapping[str, str] = {
+    "time": "time",
+    "client.prefix": "ip_prefix",
+    "geo": "geo",
+    "http.url": "url",
+    "http.status": "status",
+    "http.bytes": "size",
+    "http.referrer_host": "domain",
+    "user_agent": "user_agent",
 }
-_KEPT_OR_ABSENT = Levels(("kept", "absent"), _present)
+LEVEL_NAMES: Mapping[str, tuple[str, ...]] = {
+    "keep_or_drop": ("kept", "dropped"),
+    "ip_prefix": ("/24 (/48)", "/16 (/32)", "/8 (/16)", "dropped"),
+    "geo": ("with ASN", "region", "country", "dropped"),
+    "user_agent": ("browser+major", "browser, OS", "device", "bot flag", "dropped"),
+    "url": ("path+query", "path", "first segment", "dropped"),
+    "time": ("minute", "hour", "day"),
+    "status": ("code", "class", "dropped"),
+    "size": ("bytes", "range", "dropped"),
+    "domain": ("host", "registered domain", "dropped"),
+}
+# Width of a released time at each level of the "time" hierarchy.
+TIME_LEVEL_S = (60.0, 3600.0, 86400.0)
 
 
-def field_levels(name: str) -> Levels:
-    """The levels of a released field: the release module's hierarchy if it names one, else the fallback."""
-    return FALLBACK_LEVELS.get(name, _KEPT_OR_ABSENT)
+def hierarchy_of(name: str, hierarchies: Mapping[str, str] = DEFAULT_HIERARCHIES) -> Hierarchy:
+    """The generalization hierarchy of a released field (``keep_or_drop`` where none is named)."""
+    return HIERARCHIES[hierarchies.get(name, "keep_or_drop")]
+
+
+def level_names(hierarchy: Hierarchy) -> tuple[str, ...]:
+    names = LEVEL_NAMES.get(hierarchy.name)
+    return names if names and len(names) == hierarchy.levels else tuple(f"level {i}" for i in range(hierarchy.levels))
 
 
 # --- reading a release -----------------------------------------------------------------------------------
@@ -158,33 +123,36 @@ def released_fields(record: Mapping[str, Any], prefix: str = "") -> list[str]:
     return names
 
 
-def _iso_parts(text: str) -> tuple[str, float] | None:
-    core = text.removesuffix("Z").removesuffix("+00:00")
-    widths = {10: ("%Y-%m-%d", 86400.0), 13: ("%Y-%m-%dT%H", 3600.0), 16: ("%Y-%m-%dT%H:%M", 60.0)}
-    if len(core) in widths:
-        fmt, width = widths[len(core)]
-        return datetime.strptime(core, fmt).replace(tzinfo=UTC).isoformat(), width
-    if len(core) >= 19:
-        # A full timestamp: to the second when the seconds are set, else a minute (the finest analytics
-        # granularity; the narrower span is the attacker's side of the doubt).
-        return core, 1.0 if core[17:19] != "00" else 60.0
-    return None
+_TRUNCATED = {10: ("%Y-%m-%d", 86400.0), 13: ("%Y-%m-%dT%H", 3600.0), 16: ("%Y-%m-%dT%H:%M", 60.0)}
 
 
 @lru_cache(maxsize=65_536)
-def time_span(text: str) -> tuple[float, float] | None:
-    """The [start, end) Unix seconds a released (possibly truncated) ISO time stands for; None if unreadable."""
+def time_span(text: str, granularity_s: float | None = None) -> tuple[float, float] | None:
+    """The [start, end) Unix seconds a released time stands for; None if unreadable.
+
+    A full timestamp is as wide as ``granularity_s`` when the caller knows it (``analytics/1`` truncates to
+    the minute), else as wide as the coarsest level its text allows (``10:00:00Z`` reads as an hour: a
+    record of minute 00 counts wider than it is, the analyst's side of the doubt).
+    """
     if not isinstance(text, str):
         return None
+    core = text.removesuffix("Z").removesuffix("+00:00")
     try:
-        parts = _iso_parts(text)
-        if parts is None:
-            return None
-        start = datetime.fromisoformat(parts[0])
+        if len(core) in _TRUNCATED:
+            fmt, width = _TRUNCATED[len(core)]
+            start = datetime.strptime(core, fmt).replace(tzinfo=UTC)
+        else:
+            start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            start = start if start.tzinfo else start.replace(tzinfo=UTC)
+            if granularity_s is not None:
+                width = granularity_s
+            elif start.second or start.microsecond:
+                width = 1.0
+            else:
+                width = TIME_LEVEL_S[min(HIERARCHIES["time"].level_of(text), len(TIME_LEVEL_S) - 1)]
     except ValueError:
         return None
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    return start.timestamp(), start.timestamp() + parts[1]
+    return start.timestamp(), start.timestamp() + width
 
 
 @lru_cache(maxsize=65_536)
@@ -224,6 +192,8 @@ class Release:
     quasi_identifiers: tuple[str, ...]
     windows: dict[int, list[Unit]]
     records: int
+    time_granularity_s: float | None = None
+    hierarchies: Mapping[str, str] = field(default_factory=lambda: DEFAULT_HIERARCHIES)
 
     @classmethod
     def read(
@@ -233,11 +203,16 @@ class Release:
         unit: str,
         window_s: int,
         quasi_identifiers: Sequence[str] | None = None,
+        hierarchies: Mapping[str, str] = DEFAULT_HIERARCHIES,
+        time_granularity_s: float | None = None,
     ) -> Release:
         """Group records by window (released time truncated to ``window_s``) and unit.
 
         A unit belongs to the window of its earliest record, so one pseudonym is never split. A record
         without the unit field (or without a readable time) is a unit of its own: nothing links it.
+        ``quasi_identifiers`` defaults to every released field but the links; ``hierarchies`` names each
+        field's hierarchy (the policy's map); ``time_granularity_s`` is the width of a full timestamp when
+        known (see :func:`time_span`).
         """
         records = list(analytics)
         names = tuple(quasi_identifiers) if quasi_identifiers is not None else _all_fields(records)
@@ -248,7 +223,7 @@ class Release:
             if value is None:
                 loose += 1
                 value = f"\x00record-{loose}"  # not a pseudonym: cannot meet a released one
-            span = time_span(record.get("time")) if isinstance(record.get("time"), str) else None
+            span = _span(record.get("time"), time_granularity_s)
             window = int(span[0] // window_s) if span else -1
             found = by_value.get(value)
             if found is None:
@@ -260,11 +235,16 @@ class Release:
         windows: dict[int, list[Unit]] = defaultdict(list)
         for item in by_value.values():
             windows[item.window].append(item)
-        return cls(unit, window_s, names, dict(sorted(windows.items())), len(records))
+        grouped = dict(sorted(windows.items()))
+        return cls(unit, window_s, names, grouped, len(records), time_granularity_s, hierarchies)
 
     def units(self) -> Iterable[Unit]:
         for units in self.windows.values():
             yield from units
+
+
+def _span(value: Any, granularity_s: float | None) -> tuple[float, float] | None:
+    return time_span(value, granularity_s) if isinstance(value, str) else None
 
 
 def _all_fields(records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -337,21 +317,21 @@ def tuple_uniqueness(release: Release) -> dict[str, Any]:
     return {"records": release.records, "unique": unique, "share": _share(unique, release.records)}
 
 
-def level_shares(
-    release: Release,
-    summary: Mapping[str, Any] | None = None,
-    levels: Callable[[str], Levels] = field_levels,
-) -> dict[str, Any]:
-    """Per QI field, the share of released records at each generalization level; and the suppressed share."""
+def level_shares(release: Release, summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Per QI field, the share of released records at each generalization level; and the suppressed share.
+
+    Levels are read back from the values (``Hierarchy.level_of``): where a coarser level looks like a finer
+    one (a URL without a query, a host that is its own registered domain) the hierarchy decides.
+    """
     fields: dict[str, dict[str, float | None]] = {}
-    for position, name in enumerate(release.quasi_identifiers):
-        hierarchy = levels(name)
+    for name in release.quasi_identifiers:
+        hierarchy = hierarchy_of(name, release.hierarchies)
         counts: Counter[int] = Counter()
         for u in release.units():
-            for record, qi in zip(u.records, u.tuples, strict=True):
-                value = get_field(record, name) if qi[position] is not None else None
-                counts[len(hierarchy.names) - 1 if value is None else hierarchy.level_of(value)] += 1
-        fields[name] = {label: _share(counts[i], release.records) for i, label in enumerate(hierarchy.names)}
+            for record in u.records:
+                counts[hierarchy.level_of(get_field(record, name))] += 1
+        names = level_names(hierarchy)
+        fields[name] = {label: _share(counts[i], release.records) for i, label in enumerate(names)}
     suppressed = released = None
     if summary is not None:
         suppressed = summary.get("analytics_suppressed")
@@ -545,7 +525,7 @@ def abuse_join(
     rows = []
     for u in release.units():
         for record in u.records:
-            span = time_span(record.get("time")) if isinstance(record.get("time"), str) else None
+            span = _span(record.get("time"), release.time_granularity_s)
             prefix = get_field(record, "client.prefix")
             network = _network(prefix) if isinstance(prefix, str) else None
             start, end = span if span else (float("-inf"), float("inf"))
@@ -559,7 +539,7 @@ def abuse_join(
     for event in abuse:
         if event.get("kind") != "event":
             continue
-        span = time_span(event.get("time")) if isinstance(event.get("time"), str) else None
+        span = _span(event.get("time"), 1.0)
         if span is None:
             window = rows
         else:
@@ -634,10 +614,19 @@ def privacy_report(
     window_s: int = 3600,
     k: int = 5,
     quasi_identifiers: Sequence[str] | None = None,
+    hierarchies: Mapping[str, str] = DEFAULT_HIERARCHIES,
+    time_granularity_s: float | None = None,
     truth: GroundTruth | None = None,
 ) -> dict[str, Any]:
-    """The whole report (a JSON-ready dict) for one release."""
-    release = Release.read(analytics, unit=unit, window_s=window_s, quasi_identifiers=quasi_identifiers)
+    """The whole report (a JSON-ready dict) for one release (see :meth:`Release.read` for the options)."""
+    release = Release.read(
+        analytics,
+        unit=unit,
+        window_s=window_s,
+        quasi_identifiers=quasi_identifiers,
+        hierarchies=hierarchies,
+        time_granularity_s=time_granularity_s,
+    )
     return {
         "schema": REPORT_SCHEMA,
         "unit": unit,
