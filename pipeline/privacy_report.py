@@ -397,7 +397,8 @@ def linking_attacks(release: Release, truth: GroundTruth | None = None) -> dict[
     share right is 1/candidates when the true unit is among them, and that expectation is what is
     scored); ``device_paths`` links only where one candidate has a strictly best path overlap. With
     ground truth: ``found`` is the share of returning scored units (their identity has a unit in the
-    earlier window) that get a link, ``right`` the share of the scored units' links that are correct.
+    earlier window) that get a link, ``right`` the share of the scored units' links that are correct, and
+    ``relinked`` the share of returning scored units linked to their own earlier unit (expected, as right).
     """
     windows = [w for w in release.windows if w != -1]
     indexes: dict[str, dict[int, dict[Hashable, list[Unit]]]] = {}
@@ -446,6 +447,7 @@ def linking_attacks(release: Release, truth: GroundTruth | None = None) -> dict[
             "found": _share(tally["found"], tally["returning"]) if truth else None,
             "scored_links": tally["scored_links"] if truth else None,
             "right": _share(right, tally["scored_links"]) if truth else None,
+            "relinked": _share(right, tally["returning"]) if truth else None,
         }
     return results
 
@@ -680,7 +682,10 @@ def render_report(report: Mapping[str, Any]) -> str:
             f"{result['mean_candidates'] or 0:.1f} candidates per link"
         )
         if result["found"] is not None or result["right"] is not None:
-            line += f"; found {_pct(result['found'])} of {result['returning']} returning, right {_pct(result['right'])}"
+            line += (
+                f"; found {_pct(result['found'])} of {result['returning']} returning, right {_pct(result['right'])},"
+                f" re-linked {_pct(result['relinked'])}"
+            )
         lines.append(line)
     aj, cells, agg = report["abuse_join"], report["single_unit_cells"], report["aggregates"]
     lines += [

@@ -339,3 +339,11 @@ def test_cli_reads_a_release_folder(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (report["unit"], report["window_s"], report["units"]) == ("client.visitor", 86400, 1)
     assert report["abuse_join"]["exactly_one"] == 1
     assert main(["privacy-report", str(tmp_path / "missing")]) == 2
+
+
+def test_relinked_is_the_share_of_returning_units_linked_to_themselves() -> None:
+    """Found counts any link; re-linked counts only the expected right ones among returning units."""
+    records = [rec("a10", AT_10), rec("b10", AT_10), rec("c10", AT_10), rec("d10", AT_10), rec("a11", AT_11)]
+    truth = GroundTruth(identity={"a10": "A", "b10": "B", "c10": "C", "d10": "D", "a11": "A"})
+    result = linking_attacks(read(records), truth)["prefix"]
+    assert (result["found"], result["right"], result["relinked"]) == (1.0, 0.25, 0.25)
