@@ -122,7 +122,10 @@ class FileModeStep:
                 stage = "route_record"
                 routed = route_record(self._process, raw, source, self._sealer)
                 outcome = routed.outcome
-                result.outputs = [(str(output), value) for output, _, value in routed.messages]
+                # Rows held for the k-anonymous release carry the per-record analytics record: checked as analytics.
+                result.outputs = [
+                    ("analytics" if output == "release" else str(output), value) for output, _, value in routed.messages
+                ]
                 rows = [row for _, row in routed.observation_rows]
             else:
                 outcome = self._process(raw, INGEST)

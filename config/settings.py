@@ -23,6 +23,7 @@ class TopicSpec(BaseModel):
     name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(ge=1, le=1024)
     retention_ms: int = Field(ge=-1)
+    compacted: bool = False  # keep the latest value per key (progress records) instead of deleting by age
 
 
 class Settings(BaseModel):
@@ -38,7 +39,17 @@ class Settings(BaseModel):
     analytics_topic: str = "logs.analytics"
     abuse_topic: str = "logs.abuse"
     quarantine_topic: str = "logs.quarantine"
+    aggregates_topic: str = "logs.analytics.aggregates"
     partitions: int = Field(4, ge=1, le=1024)
+    # The k-anonymous release generalizes the units of each release partition together: one partition (the
+    # default) sees every unit, so its classes are the finest; more spread the release over processes, each
+    # with fewer units to share profiles with (coarser values, more suppressed). Held rows are kept long enough
+    # to rebuild the oldest open window (a day of aggregates) after a restart.
+    release_partitions: int = Field(1, ge=1, le=1024)
+    release_retention_days: float = Field(3, gt=0)
+    # An input idle this long lets wall-clock time close windows that ended max_delay_s ago (a replay of old
+    # logs: everything it holds).
+    release_idle_close_s: float = Field(5.0, gt=0)
     input_retention_days: float = Field(1, gt=0)
     analytics_retention_days: float = Field(30, gt=0)
     abuse_retention_days: float = Field(90, gt=0)
@@ -91,6 +102,16 @@ class Settings(BaseModel):
             raise ConfigError(f"invalid setting(s): {where}") from None
 
     @property
+    def release_topic(self) -> str:
+        """Internal: analytics rows held for the k-anonymous release, keyed by unit (pseudonyms only)."""
+        return f"{self.app_id}-release"
+
+    @property
+    def release_progress_topic(self) -> str:
+        """Internal, compacted: per release partition, how far it has released (pipeline/release.py)."""
+        return f"{self.app_id}-release-progress"
+
+    @property
     def observation_topic(self) -> str:
         """Internal repartition topic: pseudonymized observations keyed by security pseudonym."""
         return f"{self.app_id}-observations"
@@ -105,6 +126,13 @@ class Settings(BaseModel):
             spec(self.abuse_topic, self.abuse_retention_days),
             spec(self.quarantine_topic, self.quarantine_retention_days),
             spec(self.observation_topic, self.observation_retention_days),
+            spec(self.aggregates_topic, self.analytics_retention_days),
+            TopicSpec(
+                name=self.release_topic,
+                partitions=self.release_partitions,
+                retention_ms=int(self.release_retention_days * DAY_MS),
+            ),
+            TopicSpec(name=self.release_progress_topic, partitions=1, retention_ms=-1, compacted=True),
         ]
 
     @property

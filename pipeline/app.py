@@ -25,6 +25,7 @@ from faust.types import TP, StoreT
 
 from pipeline.ingest import BatchIngest, PollOutputs, default_partitioner, key_partition, read_observation_batch
 from pipeline.metrics import RouteCounters
+from pipeline.release import ReleaseService
 from pipeline.runtime import Runtime
 
 log = logging.getLogger("pseudonymizer")
@@ -87,8 +88,16 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
 
     # The raw topic is read poll by poll outside faust's per-event machinery (pipeline/ingest.py says why);
     # faust accepts a service instance here (App._prepare_subservice), its signature only says "class".
-    ingest = BatchIngest(settings, runtime.processor, runtime.sealer, counters, detecting=detecting)
+    analytics_policy = runtime.policy.analytics
+    releasing = analytics_policy.release.enabled
+    ingest = BatchIngest(
+        settings, runtime.processor, runtime.sealer, counters, detecting=detecting, releasing=releasing
+    )
     app.service(cast(type[BatchIngest], ingest))
+    if releasing:
+        # Held analytics rows -> k-anonymous records and aggregates, window by window (pipeline/release.py).
+        release = ReleaseService(settings, analytics_policy.release, analytics_policy.aggregates, counters)
+        app.service(cast(type[ReleaseService], release))
 
     if detector is not None:
         # Per-subject leaky-bucket state, changelogged to "<app>-detector-state-changelog": a restarted or

@@ -1,13 +1,15 @@
 """The file mode: the stream's parsing, transforms and routing over files, with the same outputs.
 
 Writes ``analytics.jsonl``, ``abuse.jsonl``, ``quarantine.jsonl`` and ``summary.json`` into the
-output folder. Records are processed in order of arrival (file order, files in the order given);
-pseudonym epochs come from each record's event time, so the output equals the stream's for the
-same input and keyring.
+output folder, and ``aggregates.jsonl`` when the policy releases analytics through k-anonymous windows
+(the stream's release stage, pipeline/release.py, runs the same ``transforms.release.ReleaseStage``).
+Records are processed in order of arrival (file order, files in the order given); pseudonym epochs come
+from each record's event time, so the output equals the stream's for the same input and keyring.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -17,8 +19,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, route_record
+from pipeline.routing import Output, Source, closed_window_messages, route_record
 from pipeline.runtime import Runtime
+from transforms.release import ClosedWindow, ReleaseRow, ReleaseStage
 
 
 def _lines(handle: BinaryIO) -> Iterator[bytes]:
@@ -50,12 +53,34 @@ def process_files(
     process, sealer, dumps, detector = runtime.processor, runtime.sealer, orjson.dumps, runtime.detector
     # The stream keeps detector state in a table keyed by subject; here a dict plays that part.
     states: dict[str, dict[str, Any]] = {}
+    analytics_policy = runtime.policy.analytics
+    stage = (
+        ReleaseStage(analytics_policy.release, analytics_policy.aggregates)
+        if analytics_policy.release.enabled
+        else None
+    )
+    aggregates_path = out_dir / "aggregates.jsonl"
+    if stage is None:
+        aggregates_path.unlink(missing_ok=True)  # a file from an earlier run with the release on would mislead
     with (
         open(out_dir / "analytics.jsonl", "wb") as analytics,
         open(out_dir / "abuse.jsonl", "wb") as abuse,
         open(out_dir / "quarantine.jsonl", "wb") as quarantine,
+        open(aggregates_path if stage is not None else os.devnull, "wb") as aggregates,
     ):
-        files = {Output.ANALYTICS: analytics, Output.ABUSE: abuse, Output.QUARANTINE: quarantine}
+        files = {
+            Output.ANALYTICS: analytics,
+            Output.ABUSE: abuse,
+            Output.QUARANTINE: quarantine,
+            Output.AGGREGATES: aggregates,
+        }
+
+        def write_closed(windows: list[ClosedWindow]) -> None:
+            for window in windows:
+                counters.closed(window)
+                for output, _, value in closed_window_messages(window):
+                    files[output].write(value + b"\n")
+
         for name, number, line in iter_inputs(inputs):
             if not line:
                 continue  # a blank line in a file is layout, not a record (a blank Kafka message is one)
@@ -63,7 +88,14 @@ def process_files(
             routed = route_record(process, line, Source(name, 0, number, ingest), sealer)
             counters.count(routed.outcome)
             for output, _, value in routed.messages:
+                if output is Output.RELEASE and stage is not None:
+                    # The same bytes the stream's release stage reads from its topic.
+                    if not stage.add(ReleaseRow.from_bytes(value)):
+                        counters.late(1)
+                    continue
                 files[output].write(value + b"\n")
+            if stage is not None:
+                write_closed(stage.close_due())
             if detector is not None:
                 for observation in routed.outcome.observations:
                     subject = observation.subject
@@ -76,6 +108,8 @@ def process_files(
                     counters.alerts += len(alerts)
                     for alert in alerts:
                         abuse.write(dumps(alert) + b"\n")
+        if stage is not None:
+            write_closed(stage.close_all())  # the end of the input closes every window
     summary = counters.summary()
     (out_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return summary

@@ -175,6 +175,7 @@ class BatchIngest(Service):
         counters: RouteCounters,
         *,
         detecting: bool,
+        releasing: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -189,6 +190,8 @@ class BatchIngest(Service):
             Output.QUARANTINE: settings.quarantine_topic,
             Output.OBSERVATIONS: settings.observation_topic,
         }
+        if releasing:  # analytics records wait for the k-anonymous release (pipeline/release.py)
+            self._names[Output.RELEASE] = settings.release_topic
         # Polls whose outputs are sent but not yet acknowledged, oldest first, with the offsets to commit
         # once they are. Processing the next poll while the broker acknowledges the last one keeps the CPU
         # busy (commit order stays poll order, so a commit never passes an unacknowledged output).

@@ -23,6 +23,7 @@ import orjson
 from transforms.errors import Reason
 from transforms.process import Outcome, Route
 from transforms.quarantine import QuarantineSealer, quarantine_record
+from transforms.release import ClosedWindow
 
 
 class Output(StrEnum):
@@ -30,6 +31,10 @@ class Output(StrEnum):
     ABUSE = "abuse"
     QUARANTINE = "quarantine"
     OBSERVATIONS = "observations"
+    # With the k-anonymous release on: analytics rows held in event-time windows (internal, keyed by unit),
+    # and what the release stage writes besides analytics.
+    RELEASE = "release"
+    AGGREGATES = "aggregates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,14 @@ def route_record(
     dumps = orjson.dumps
     try:
         outcome = process(payload, source.ingest)
-        messages: list[Message] = [(Output.ANALYTICS, None, dumps(record)) for record in outcome.analytics]
+        if outcome.release_rows:
+            # Held for the k-anonymous release: keyed by the unit, so one unit's rows meet in one partition.
+            messages: list[Message] = [
+                (Output.RELEASE, row.unit.encode() if row.unit else None, row.to_bytes())
+                for row in outcome.release_rows
+            ]
+        else:
+            messages = [(Output.ANALYTICS, None, dumps(record)) for record in outcome.analytics]
         for record in outcome.abuse:
             # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
             messages.append((Output.ABUSE, record["subject"].encode(), dumps(record)))
@@ -87,6 +99,13 @@ def _quarantine_message(outcome: Outcome, payload: bytes, source: Source, sealer
         sealer=sealer,
     )
     return Output.QUARANTINE, None, orjson.dumps(envelope)
+
+
+def closed_window_messages(window: ClosedWindow) -> list[Message]:
+    """What a closed release window writes: released analytics records, or aggregate rows."""
+    output = Output.ANALYTICS if window.kind == "analytics" else Output.AGGREGATES
+    dumps = orjson.dumps
+    return [(output, None, dumps(record)) for record in window.records]
 
 
 def observation_batch(groups: dict[str, list[bytes]]) -> bytes:

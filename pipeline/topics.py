@@ -52,7 +52,10 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: st
                 name=s.name,
                 num_partitions=s.partitions,
                 replication_factor=replication,
-                topic_configs={"retention.ms": str(s.retention_ms), "cleanup.policy": "delete"},
+                topic_configs={
+                    "retention.ms": str(s.retention_ms),
+                    "cleanup.policy": "compact" if s.compacted else "delete",
+                },
             )
             for s in missing
         ]

@@ -17,6 +17,7 @@ from transforms.errors import ConfigError
 from transforms.model import EventKind
 from transforms.parse import ParseParams
 from transforms.registry import TRANSFORMS
+from transforms.release import AggregateParams, ReleaseParams
 from transforms.signals import SignalParams
 
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -73,7 +74,32 @@ class OutputPolicy(_Frozen):
         return value
 
 
+# Transforms whose values link records to each other (the release re-keys them per window).
+LINKING_TRANSFORMS = frozenset({"pseudonymize_ip", "pseudonymize_visitor", "pseudonymize_user"})
+
+
 class AnalyticsPolicy(OutputPolicy):
+    # Absent from a policy file: records are released one by one as before (analytics/1), no aggregates.
+    release: ReleaseParams = ReleaseParams(enabled=False)
+    aggregates: AggregateParams = AggregateParams(enabled=False)
+
+    @model_validator(mode="after")
+    def _release_fits(self) -> AnalyticsPolicy:
+        if not self.release.enabled:
+            if self.aggregates.enabled:
+                raise ValueError("aggregates need the release (analytics.release.enabled = true)")
+            return self
+        self.release.check_fields([f.name for f in self.fields])
+        transforms = {f.name: f.transform for f in self.fields}
+        for name in self.release.links:
+            if transforms[name] not in LINKING_TRANSFORMS:
+                raise ValueError(f"release link {name!r} must be a pseudonym ({', '.join(sorted(LINKING_TRANSFORMS))})")
+        for name, transform in transforms.items():
+            linking = transform in LINKING_TRANSFORMS and name not in self.release.links
+            if linking and self.release.quasi_identifiers.get(name) != "keep_or_drop":
+                raise ValueError(f"pseudonym field {name!r}: a link, or a quasi-identifier with 'keep_or_drop'")
+        return self
+
     @field_validator("fields")
     @classmethod
     def _no_reserved(cls, value: list[FieldSpec]) -> list[FieldSpec]:

@@ -26,6 +26,7 @@ from transforms.parse import build_parser
 from transforms.policy import OutputPolicy, Policy
 from transforms.pseudonymize import BeyondRetention, Pseudonymizer
 from transforms.registry import TRANSFORMS, BuildContext, FieldFn, Subject
+from transforms.release import ReleaseRow
 from transforms.signals import Signal, SignalDetector
 from transforms.useragent import UserAgentReducer
 
@@ -54,6 +55,8 @@ class Outcome:
     abuse: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # One per security-relevant event, for the stateful detector (pseudonymized, minimized).
     observations: list[Observation] = dataclasses.field(default_factory=list)
+    # With the k-anonymous release on: each analytics record on its way to the release windows (same order).
+    release_rows: list[ReleaseRow] = dataclasses.field(default_factory=list)
 
 
 # The abuse fields an observation reads (see _observation); an event without signals computes only these.
@@ -107,8 +110,13 @@ class RecordProcessor:
         analytics: _OutputBuilder,
         abuse: _OutputBuilder,
         detect: SignalDetector,
+        daily_visitors: Pseudonymizer | None = None,
+        release_unit: str = "client.pseudonym",
     ) -> None:
         self._parse = parse
+        # Set when analytics go through the release: the daily visitor the aggregates count (never released).
+        self._daily_visitors = daily_visitors
+        self._release_unit = release_unit
         self._analytics = analytics
         self._abuse = abuse
         self._observed = abuse.subset(OBSERVATION_FIELDS)
@@ -122,11 +130,21 @@ class RecordProcessor:
             user_agents=UserAgentReducer(),
             escrow=IpEscrow(keyring.escrow_keys[-1]) if keyring.escrow_keys else None,
         )
+        release = policy.analytics.release
+        analytics_ctx = ctx
+        if release.enabled:
+            # Released pseudonyms live one release window: a unit links one window of records, never more.
+            window_lived = Pseudonymizer(keyring, Purpose.ANALYTICS, lifetime_s=release.window_s)
+            analytics_ctx = dataclasses.replace(
+                ctx, pseudonymizers={**ctx.pseudonymizers, Purpose.ANALYTICS: window_lived}
+            )
         return cls(
             parse=build_parser(policy.parse),
-            analytics=_OutputBuilder.build(policy.analytics, ctx),
+            analytics=_OutputBuilder.build(policy.analytics, analytics_ctx),
             abuse=_OutputBuilder.build(policy.abuse, ctx),
             detect=SignalDetector.build(policy.abuse.signals),
+            daily_visitors=ctx.pseudonymizers[Purpose.ANALYTICS] if release.enabled else None,
+            release_unit=release.unit,
         )
 
     def __call__(self, raw: bytes, ingest_time: datetime) -> Outcome:
@@ -161,7 +179,15 @@ class RecordProcessor:
                 shared = self._observed(subject, {})
             outcome.observations.append(_observation(shared, subject, signals))
         if event.kind in self._analytics.kinds:
-            outcome.analytics.append(self._analytics(subject, {"schema": ANALYTICS_SCHEMA}))
+            record = self._analytics(subject, {"schema": ANALYTICS_SCHEMA})
+            outcome.analytics.append(record)
+            daily = self._daily_visitors
+            if daily is not None:
+                if ip is None:
+                    visitor = daily.hostname(event.source_ip, subject.unix)
+                else:
+                    visitor = daily.visitor(ip.packed, event.user_agent, subject.unix)
+                outcome.release_rows.append(ReleaseRow.of(record, visitor, subject.unix, self._release_unit))
 
     def _abuse_records(self, shared: dict[str, Any], signals: list[Signal], repeat: int) -> list[dict[str, Any]]:
         records = []

@@ -37,9 +37,14 @@ class BeyondRetention(PseudonymizerError):
 class Pseudonymizer:
     """Pseudonyms of one purpose. Build once per keyring; call per value with the event's Unix time."""
 
-    def __init__(self, keyring: Keyring, purpose: Purpose) -> None:
+    def __init__(self, keyring: Keyring, purpose: Purpose, *, lifetime_s: int | None = None) -> None:
         self.purpose = purpose
         self._epochs = EpochKeys(keyring.chains[purpose])
+        # A pseudonym that lives shorter than the key epoch (the k-anonymous release's window): the window's
+        # number is hashed with the value, so the same address gets an unrelated pseudonym in the next window.
+        if lifetime_s is not None and (lifetime_s <= 0 or self._epochs.period_s % lifetime_s):
+            raise ValueError("a pseudonym lifetime must divide the key epoch")
+        self._lifetime = lifetime_s if lifetime_s != self._epochs.period_s else None
         self._kid_prefix = f"{_PREFIX[purpose]}-{keyring.id}-"
         # Pre-keyed HMAC objects per epoch: copying a keyed HMAC is ~3x cheaper than keying a new one.
         self._hmacs: dict[int, tuple[str, Callable[[], hmac.HMAC]]] = {}
@@ -48,6 +53,11 @@ class Pseudonymizer:
     @property
     def period_s(self) -> int:
         return self._epochs.period_s
+
+    @property
+    def lifetime_s(self) -> int:
+        """How long one value keeps its pseudonym: the key epoch, or the shorter lifetime given."""
+        return self._lifetime or self._epochs.period_s
 
     def epoch_of(self, unix_seconds: float) -> int:
         return self._epochs.epoch_of(unix_seconds)
@@ -75,13 +85,15 @@ class Pseudonymizer:
         kid, fresh = self._keyed(unix_seconds)
         mac = fresh()
         mac.update(tagged)
+        if self._lifetime is not None:
+            mac.update(b"\x00window:" + str(int(unix_seconds // self._lifetime)).encode())
         return kid + mac.digest()[:DIGEST_BYTES].hex()
 
     def ip(self, packed: bytes, unix_seconds: float) -> str:
         """Pseudonym of an address given as packed bytes (4 or 16: callers normalise ``::ffff:`` first)."""
         # Sources repeat (a visitor's page views, an attacker's attempts): cache per epoch. Bounded, and a
         # shredded epoch's entries go when the process restarts after a prune, like the keys themselves.
-        epoch = int(unix_seconds // self._epochs.period_s)
+        epoch = int(unix_seconds // (self._lifetime or self._epochs.period_s))
         cached = self._ip_cache.get((epoch, packed))
         if cached is not None:
             return cached

@@ -16,6 +16,7 @@ from tests.transforms.keyfixtures import fixed_keyring
 from transforms.model import Observation
 from transforms.process import Outcome, RecordProcessor, Route
 from transforms.quarantine import QuarantineSealer, associated_data, unseal
+from transforms.release import ReleaseRow
 
 KEYRING = fixed_keyring()
 SEALER = QuarantineSealer(KEYRING.quarantine_key())
@@ -92,7 +93,12 @@ def test_a_record_whose_outputs_cannot_be_serialized_is_quarantined(outcome: Out
 def test_a_good_record_yields_its_messages_and_rows() -> None:
     routed = route_record(PROCESSOR, GOOD, SOURCE, SEALER)
     assert routed.outcome.route is Route.ANALYTICS
-    assert [output for output, _, _ in routed.messages] == [Output.ANALYTICS]
+    # The default policy holds analytics for the k-anonymous release: one row keyed by the unit's pseudonym.
+    assert [output for output, _, _ in routed.messages] == [Output.RELEASE]
+    _, key, value = routed.messages[0]
+    assert key is not None
+    assert key.decode() == routed.outcome.analytics[0]["client"]["pseudonym"]
+    assert ReleaseRow.from_bytes(value).record == routed.outcome.analytics[0]
     assert [subject for subject, _ in routed.observation_rows] == [o.subject for o in routed.outcome.observations]
 
 

@@ -13,7 +13,18 @@ def test_defaults_and_topics() -> None:
     settings = Settings.from_env({})
     assert settings.bootstrap == "127.0.0.1:9092"
     names = [s.name for s in settings.topic_specs()]
-    assert names == ["logs.raw", "logs.analytics", "logs.abuse", "logs.quarantine", "pseudonymizer-observations"]
+    assert names == [
+        "logs.raw",
+        "logs.analytics",
+        "logs.abuse",
+        "logs.quarantine",
+        "pseudonymizer-observations",
+        "logs.analytics.aggregates",
+        "pseudonymizer-release",
+        "pseudonymizer-release-progress",
+    ]
+    compacted = [s.name for s in settings.topic_specs() if s.compacted]
+    assert compacted == ["pseudonymizer-release-progress"]  # the latest progress per partition, kept forever
     retention = {s.name: s.retention_ms for s in settings.topic_specs()}
     assert retention["logs.raw"] < retention["logs.analytics"] < retention["logs.abuse"]
 

@@ -1,0 +1,286 @@
+"""The stream's release stage: held analytics rows -> k-anonymous analytics records and aggregates, per window.
+
+The ingest writes each analytics record, with its window-lived pseudonyms, to the internal release topic
+keyed by its unit (pipeline/routing.py), so that one unit's records meet in one partition whatever
+partition, process or host they came from. This service reads that topic with its own consumer group and runs
+one :class:`~transforms.release.ReleaseStage` per assigned partition: the pure core the file mode runs.
+
+Durability without a per-record changelog: the release topic *is* the log of the window state (as Kafka
+Streams uses a source topic as a table's changelog). The group's committed offset of a partition stays at the
+first row of its oldest open window, so a restarted or rebalanced worker rebuilds every open window by reading
+the rows again. What a partition has already released is recorded in the compacted progress topic (one record
+per partition: the offset read up to and the windows closed), written with the outputs and before the commit,
+so re-read rows of closed windows are skipped, never released twice. The cost is one write per record (the
+row) instead of two (the row and a changelog entry), and a restart that re-reads up to one oldest window.
+
+Delivery is at-least-once: a crash after a window's outputs are acknowledged and before its progress record is
+can release that window again (the same records, byte for byte).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from config.settings import Settings
+from pipeline.ingest import PollOutputs
+from pipeline.metrics import RouteCounters
+from pipeline.routing import Output, closed_window_messages
+from transforms.release import AggregateParams, ClosedWindow, ReleaseParams, ReleaseRow, ReleaseStage
+
+log = logging.getLogger("pseudonymizer.release")
+
+
+@dataclass(slots=True)
+class _Partition:
+    """One assigned partition of the release topic: its windows and where its open rows start."""
+
+    stage: ReleaseStage
+    replay_until: int = 0  # rows before this offset were read before a restart: their closed windows are done
+    # (window size, start) of each open window -> the offset of its first row: what a restart must re-read
+    first_offsets: dict[tuple[int, float], int] = field(default_factory=dict)
+    next_offset: int = 0
+    last_row_wall: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What one partition has released: the progress topic's value (keyed by partition number)."""
+
+    offset: int  # rows before this were processed
+    closed_through: float
+    aggregates_closed: dict[int, float]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {"offset": self.offset, "closed": self.closed_through, "aggregates": self.aggregates_closed},
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Progress:
+        data = orjson.loads(value)
+        return cls(
+            int(data["offset"]), float(data["closed"]), {int(k): float(v) for k, v in data["aggregates"].items()}
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: ReleaseService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._service.drop_partitions(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._service.take_partitions(assigned)
+
+
+class ReleaseService(Service):
+    """Consume the release topic; close windows by event time (or an idle input); write, record, commit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        release: ReleaseParams,
+        aggregates: AggregateParams,
+        counters: RouteCounters,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._release = release
+        self._aggregate_params = aggregates
+        self._counters = counters
+        self._partitions: dict[int, _Partition] = {}
+        self._progress: dict[int, Progress] = {}
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._partition_counts: dict[str, int] = {}
+        self._names = {
+            Output.ANALYTICS: settings.analytics_topic,
+            Output.AGGREGATES: settings.aggregates_topic,
+        }
+        self._polls = 0
+
+    @property
+    def group_id(self) -> str:
+        return f"{self._settings.app_id}-release"
+
+    async def on_start(self) -> None:
+        settings = self._settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=self.group_id,
+            acks="all",
+            compression_type=settings.compression_type,
+            linger_ms=0,
+            max_batch_size=settings.producer_batch_bytes,
+        )
+        await self._producer.start()
+        for topic in (*self._names.values(), settings.release_progress_topic):
+            self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=self.group_id,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.max_poll_records,
+        )
+        self._consumer.subscribe([settings.release_topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        log.info(
+            "release: reading %s as consumer group %s (k=%d)", settings.release_topic, self.group_id, self._release.k
+        )
+
+    async def on_stop(self) -> None:
+        async with self._lock:
+            if self._consumer is not None:
+                with contextlib.suppress(Exception):
+                    await self._consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    # --- partitions ----------------------------------------------------------------------------------------
+    async def _read_progress(self) -> dict[int, Progress]:
+        """The latest progress record per partition, read from the start of the compacted progress topic."""
+        topic = self._settings.release_progress_topic
+        reader = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, enable_auto_commit=False)
+        await reader.start()
+        found: dict[int, Progress] = {}
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(self._partition_counts[topic])]
+            reader.assign(partitions)
+            await reader.seek_to_beginning(*partitions)
+            ends = await reader.end_offsets(partitions)
+            while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
+                for messages in (await reader.getmany(timeout_ms=500)).values():
+                    for message in messages:
+                        if message.key is not None and message.value is not None:
+                            found[int(message.key)] = Progress.from_bytes(message.value)
+        finally:
+            await reader.stop()
+        return found
+
+    async def take_partitions(self, assigned: list[TopicPartition]) -> None:
+        progress = await self._read_progress() if assigned else {}
+        for tp in assigned:
+            stage = ReleaseStage(self._release, self._aggregate_params)
+            known = progress.get(tp.partition)
+            partition = _Partition(stage)
+            if known is not None:
+                stage.restore(known.closed_through, known.aggregates_closed)
+                partition.replay_until = known.offset
+            self._partitions[tp.partition] = partition
+        if assigned:
+            log.info("release: took partition(s) %s", sorted(tp.partition for tp in assigned))
+
+    async def drop_partitions(self, revoked: list[TopicPartition]) -> None:
+        # Open windows are not released here: the next owner rebuilds them from the committed offset.
+        async with self._lock:
+            for tp in revoked:
+                self._partitions.pop(tp.partition, None)
+
+    # --- the loop ------------------------------------------------------------------------------------------
+    @Service.task
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self.should_stop:
+            try:
+                polled = await consumer.getmany(timeout_ms=200)
+            except Exception:
+                if self.should_stop:
+                    return
+                raise
+            async with self._lock:
+                if self.should_stop:
+                    return
+                await self._handle(polled)
+
+    async def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        assert self._producer is not None
+        assert self._consumer is not None
+        self._polls += 1
+        outputs = PollOutputs(self._producer, self._partition_counts, self._polls)
+        now = time.monotonic()
+        read: set[int] = set()
+        for tp, messages in polled.items():
+            partition = self._partitions.get(tp.partition)
+            if partition is None:
+                continue  # revoked meanwhile: the next owner reads these rows again
+            for message in messages:
+                self._add(partition, message.offset, message.value or b"")
+            partition.last_row_wall = now
+            read.add(tp.partition)
+        idle_after = self._settings.release_idle_close_s
+        wall_limit = _wall_clock() - self._release.max_delay_s
+        written: dict[TopicPartition, _Partition] = {}
+        for p, partition in self._partitions.items():
+            stage = partition.stage
+            if p in read:
+                closed = stage.close_due()
+            elif now - partition.last_row_wall >= idle_after and stage.open_windows():
+                # An idle input: nothing else can arrive to move event time on, so wall-clock time does (a window
+                # closes once it ended max_delay_s ago; a replay of old logs closes everything it holds).
+                closed = stage.close_due(max(stage.due(), wall_limit))
+                if not closed:
+                    continue
+            else:
+                continue
+            self._write(outputs, p, partition, closed)
+            written[TopicPartition(self._settings.release_topic, p)] = partition
+        if not written:
+            return
+        await asyncio.gather(*(batch.delivered for batch in await outputs.send_batches()))
+        # Only now, with the outputs and the progress record acknowledged, may the offsets move on.
+        await self._consumer.commit({tp: self._commit_offset(partition) for tp, partition in written.items()})
+
+    def _add(self, partition: _Partition, offset: int, value: bytes) -> None:
+        stage = partition.stage
+        partition.next_offset = offset + 1
+        try:
+            row = ReleaseRow.from_bytes(value)
+        except (ValueError, TypeError, KeyError):
+            # Only the ingest writes this topic; a row it cannot read (a version skew) is counted, not fatal.
+            self._counters.late(1)
+            log.warning("release: skipped an unreadable release row (reason release_row)")
+            return
+        replayed = offset < partition.replay_until
+        if not stage.add(row, count_late=not replayed) and not replayed:
+            self._counters.late(1)
+        for window in stage.windows_of(row.time):
+            partition.first_offsets.setdefault(window, offset)
+
+    def _write(self, outputs: PollOutputs, p: int, partition: _Partition, closed: list[ClosedWindow]) -> None:
+        names = self._names
+        for window in closed:
+            self._counters.closed(window)
+            for output, key, value in closed_window_messages(window):
+                outputs.add(names[output], key, value)
+        stage = partition.stage
+        still_open = stage.open_windows()
+        partition.first_offsets = {w: o for w, o in partition.first_offsets.items() if w in still_open}
+        progress = Progress(max(partition.next_offset, partition.replay_until), *stage.closed_state())
+        topic = self._settings.release_progress_topic
+        outputs.add(topic, str(p).encode(), progress.to_bytes(), p % self._partition_counts[topic])
+
+    def _commit_offset(self, partition: _Partition) -> int:
+        """The first row of the oldest open window (re-read after a restart), or past everything read."""
+        if partition.first_offsets:
+            return min(partition.first_offsets.values())
+        return partition.next_offset
+
+
+def _wall_clock() -> float:
+    return time.time()
