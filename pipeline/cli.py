@@ -163,16 +163,28 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
+    from config import load_policy
     from pipeline.keystore import read_keyring_file
     from transforms.ip import parse_ip
     from transforms.keyring import Purpose
     from transforms.pseudonymize import BeyondRetention, Pseudonymizer
 
-    pseudonymizer = Pseudonymizer(read_keyring_file(args.keys), Purpose(args.purpose))
+    purpose = Purpose(args.purpose)
+    lifetime = None
+    if purpose is Purpose.ANALYTICS:
+        # With the k-anonymous release, analytics pseudonyms live one release window (the policy says how long).
+        release = load_policy(args.config).analytics.release
+        lifetime = release.window_s if release.enabled else None
+    pseudonymizer = Pseudonymizer(read_keyring_file(args.keys), purpose, lifetime_s=lifetime)
     status = 0
+    at = args.at.timestamp()
     for text in args.ips:
         try:
-            print(f"{text}\t{pseudonymizer.ip(parse_ip(text).packed, args.at.timestamp())}")
+            packed = parse_ip(text).packed
+            line = f"{text}\t{pseudonymizer.ip(packed, at)}"
+            if args.user_agent is not None:
+                line += f"\t{pseudonymizer.visitor(packed, args.user_agent, at)}"
+            print(line)
         except RecordError:
             print(f"lookup: not an IP address: {text}", file=sys.stderr)
             status = 1
@@ -431,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=Path, required=True)
     p.add_argument("--purpose", choices=["analytics", "security"], required=True)
     p.add_argument("--at", type=_iso, required=True, help="ISO-8601 time of the records")
+    p.add_argument("--user-agent", help="also print the visitor pseudonym of this address with this user agent")
+    p.add_argument(
+        "--config", type=Path, help="policy file (default: config/policy.toml): analytics pseudonym lifetime"
+    )
     p.add_argument("ips", nargs="+", metavar="IP")
     p.set_defaults(func=cmd_lookup)
 

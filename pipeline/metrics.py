@@ -22,6 +22,7 @@ class RouteCounters:
         self.undecodable_observations = 0  # observation batches the detector could not read (skipped)
         self.detector_failures = 0  # observations the detector raised on (skipped, the subject's state kept)
         # The k-anonymous release (counted where the release stage runs).
+        self.analytics_held = 0  # analytics records sent to the release windows (counted where the ingest runs)
         self.analytics_suppressed = 0  # analytics records held back from the per-record release (counts keep them)
         self.release_late = 0  # of those: records that arrived after their window was released
         self.release_windows = 0
@@ -34,7 +35,9 @@ class RouteCounters:
         self.routes[outcome.route.value] += 1
         if outcome.reason is not None:
             self.reasons[(outcome.route.value, outcome.reason)] += 1
-        if not outcome.release_rows:  # held records are counted when their window is released
+        if outcome.release_rows:  # held records are counted again when their window is released
+            self.analytics_held += len(outcome.release_rows)
+        else:
             self.analytics_records += len(outcome.analytics)
         self.abuse_records += len(outcome.abuse)
 
@@ -64,6 +67,7 @@ class RouteCounters:
             "quarantine": self.routes[Route.QUARANTINE.value],
             "filtered": self.routes[Route.FILTERED.value],
             "analytics_records": self.analytics_records,
+            "analytics_held": self.analytics_held,
             "analytics_suppressed": self.analytics_suppressed,
             "analytics_late": self.release_late,
             "release_windows": self.release_windows,

@@ -81,7 +81,9 @@ class _Rebalance(ConsumerRebalanceListener):
         await self._service.drop_partitions(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._service.take_partitions(assigned)
+        # Nothing to do yet: a partition's state is opened with its first poll (_handle), because aiokafka can
+        # hand out a poll before a slow listener returns (found: rows skipped as "not assigned").
+        return None
 
 
 class ReleaseService(Service):
@@ -172,18 +174,15 @@ class ReleaseService(Service):
             await reader.stop()
         return found
 
-    async def take_partitions(self, assigned: list[TopicPartition]) -> None:
-        progress = await self._read_progress() if assigned else {}
-        for tp in assigned:
-            stage = ReleaseStage(self._release, self._aggregate_params)
-            known = progress.get(tp.partition)
-            partition = _Partition(stage)
-            if known is not None:
-                stage.restore(known.closed_through, known.aggregates_closed)
-                partition.replay_until = known.offset
-            self._partitions[tp.partition] = partition
-        if assigned:
-            log.info("release: took partition(s) %s", sorted(tp.partition for tp in assigned))
+    async def _open_partition(self, p: int) -> _Partition:
+        """A partition's windows, resumed where the progress topic says its releases stopped."""
+        known = (await self._read_progress()).get(p)
+        partition = _Partition(ReleaseStage(self._release, self._aggregate_params))
+        if known is not None:
+            partition.stage.restore(known.closed_through, known.aggregates_closed)
+            partition.replay_until = known.offset
+        log.info("release: took partition %d (resuming at offset %d)", p, partition.replay_until)
+        return partition
 
     async def drop_partitions(self, revoked: list[TopicPartition]) -> None:
         # Open windows are not released here: the next owner rebuilds them from the committed offset.
@@ -218,7 +217,7 @@ class ReleaseService(Service):
         for tp, messages in polled.items():
             partition = self._partitions.get(tp.partition)
             if partition is None:
-                continue  # revoked meanwhile: the next owner reads these rows again
+                partition = self._partitions[tp.partition] = await self._open_partition(tp.partition)
             for message in messages:
                 self._add(partition, message.offset, message.value or b"")
             partition.last_row_wall = now

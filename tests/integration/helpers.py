@@ -39,6 +39,7 @@ def worker_env(bootstrap: str, topics: dict[str, str], keys: Path, data_dir: Pat
             "PSEUDO_ANALYTICS_TOPIC": topics["analytics"],
             "PSEUDO_ABUSE_TOPIC": topics["abuse"],
             "PSEUDO_QUARANTINE_TOPIC": topics["quarantine"],
+            "PSEUDO_AGGREGATES_TOPIC": topics.get("aggregates", f"{topics['input']}.aggregates"),
             "PSEUDO_PARTITIONS": "2",
             "PSEUDO_KEYS_FILE": str(keys),
             "PSEUDO_DATA_DIR": str(data_dir),
@@ -100,6 +101,12 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
     bootstrap = env["PSEUDO_BROKER"].removeprefix("kafka://")
     observations = f"{env['PSEUDO_APP_ID']}-observations"
     while time.monotonic() < deadline and not asyncio.run(consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
+        time.sleep(0.3)
+    # The release holds analytics in windows until event time (or an idle input) closes them: wait for every
+    # held record to be released or suppressed.
+    while time.monotonic() < deadline and (last := summary(env)) is not None and last.get("analytics_held"):
+        if last["analytics_records"] + last["analytics_suppressed"] >= last["analytics_held"]:
+            break
         time.sleep(0.3)
     stable = 0
     while stable < 4 and time.monotonic() < deadline:

@@ -83,7 +83,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
     tmp = tmp_path_factory.mktemp("e2e")
     base = f"e2e{uuid.uuid4().hex[:8]}"
-    topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine")}
+    topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
     keys = tmp / "keyring.json"
     write_keyring(generate_keyring(), keys)
     env = worker_env(kafka_bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
@@ -148,6 +148,10 @@ def test_every_input_record_is_accounted_for_once(run: dict[str, Any]) -> None:
     assert counts["input"] == counts["analytics"] + counts["quarantine"] + counts["filtered"]
     assert len(run["outputs"]["quarantine"]) == counts["quarantine"]
     assert len(run["outputs"]["analytics"]) == counts["analytics_records"]
+    # Every analytics record held for the k-anonymous release is released or suppressed, none lost.
+    assert counts["analytics_held"] > 0
+    assert counts["analytics_records"] + counts["analytics_suppressed"] == counts["analytics_held"]
+    assert len(run["outputs"]["aggregates"]) == counts["aggregate_rows"] > 0
     assert len(run["outputs"]["abuse"]) == counts["abuse"]
 
 
@@ -224,16 +228,26 @@ def test_abuse_records_follow_the_contract(run: dict[str, Any]) -> None:
     assert rules["ssh.auth_failed"] > 0 or rules["http.scanner_ua"] > 0, rules
 
 
-def test_analytics_records_are_minimized(run: dict[str, Any]) -> None:
+def test_analytics_records_are_minimized_and_k_anonymous(run: dict[str, Any]) -> None:
     analytics = [orjson.loads(v) for _, v in run["outputs"]["analytics"]]
     assert analytics
+    profiles: dict[tuple[str, bytes], set[str]] = {}
     for record in analytics:
-        assert record["client"]["pseudonym"].startswith("a-")
-        assert record["client"]["prefix"].endswith(("/24", "/48"))
-        assert record["time"].endswith(":00Z")  # truncated to the minute
+        assert record["schema"] == "analytics/2"
+        client = record["client"]
+        assert client["pseudonym"].startswith("a-")
+        assert client.get("prefix", "/8").endswith(("/24", "/16", "/8", "/48", "/32"))
+        assert record["time"].endswith(":00Z")  # truncated to the minute at least
         assert "query" not in record.get("http", {}).get("url", {}) or all(
             k.startswith("utm_") for k in record["http"]["url"]["query"]
         )
+        # The profile: every released value but the links; within an hour, shared by at least k = 5 units.
+        profile = {key: value for key, value in record.items() if key != "client"}
+        profile["client"] = {key: value for key, value in client.items() if key not in ("pseudonym", "visitor")}
+        window = record["time"][:13]
+        key = (window, orjson.dumps(profile, option=orjson.OPT_SORT_KEYS))
+        profiles.setdefault(key, set()).add(client["pseudonym"])
+    assert min(len(units) for units in profiles.values()) >= 5
 
 
 def test_file_mode_gives_the_same_records_as_the_stream(run: dict[str, Any]) -> None:
@@ -264,7 +278,8 @@ def test_file_mode_gives_the_same_records_as_the_stream(run: dict[str, Any]) -> 
         # Records whose time came from the ingest time differ between runs by construction.
         return Counter(line for line in lines if b'"ingest:' not in line)
 
-    for name in ("analytics", "abuse"):
+    assert file_summary["analytics_suppressed"] == run["counts"]["analytics_suppressed"]
+    for name in ("analytics", "abuse", "aggregates"):
         stream = stable([v for _, v in run["outputs"][name]])
         files = stable((out_dir / f"{name}.jsonl").read_bytes().splitlines())
         assert stream == files, name
@@ -286,6 +301,34 @@ def test_lookup_finds_the_subject_of_a_real_source(run: dict[str, Any]) -> None:
     found = [line.split(b"\t") for line in out.stdout.splitlines()]
     assert len(found) >= 1
     assert any(p.decode() in subjects for _, p in found)
+
+
+LOOKUP = [sys.executable, "-m", "pipeline.cli", "lookup"]
+
+
+def test_analytics_lookup_prints_the_window_lived_pseudonyms_records_carry(run: dict[str, Any]) -> None:
+    """An access request (address, time, browser) finds the pseudonym and visitor its released records carry."""
+    released = {
+        (r["time"][:13], r["client"]["pseudonym"], r["client"].get("visitor"))
+        for r in (orjson.loads(v) for _, v in run["outputs"]["analytics"])
+    }
+    found = 0
+    for raw in run["records"][:200]:
+        parts = raw.decode("utf-8", "replace").split('"')
+        if len(parts) < 6 or "[" not in parts[0]:
+            continue
+        address = parts[0].split()[0]
+        moment = datetime.strptime(parts[0].split("[", 1)[1].split("]")[0], "%d/%b/%Y:%H:%M:%S %z")
+        request = ["--purpose", "analytics", "--at", moment.isoformat(), "--user-agent", parts[5], address]
+        out = subprocess.run(
+            [*LOOKUP, "--keys", str(run["keys"]), *request],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        _, pseudonym, visitor = out.stdout.decode().strip().split("\t")
+        found += (moment.strftime("%Y-%m-%dT%H"), pseudonym, visitor) in released
+    assert found >= 20  # most records of the first hours are released (the rest suppressed, never re-keyed)
 
 
 def test_worker_without_keys_refuses_to_start(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -1,0 +1,196 @@
+"""The k-anonymous release: every released window satisfies k for any input; counts stay exact; nothing is lost."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from config import load_policy
+from transforms.release import AggregateParams, ReleaseParams, ReleaseRow, ReleaseStage, release_rows
+
+POLICY = load_policy()
+RELEASE = POLICY.analytics.release
+AGGREGATES = POLICY.analytics.aggregates
+HOUR = 3600.0
+T0 = 1_431_856_800.0  # 2015-05-17T10:00:00Z
+
+
+def _record(
+    unit: int, visitor: int, *, country: str, prefix: str, path: str, status: int, minute: int
+) -> dict[str, Any]:
+    return {
+        "schema": "analytics/1",
+        "time": f"2015-05-17T10:{minute:02d}:00Z",
+        "time_quality": "event",
+        "client": {"pseudonym": f"a-u{unit}", "visitor": f"a-v{visitor}", "prefix": prefix, "scope": "public"},
+        "geo": {"country": country, "region": country + "-1", "asn": 64500 + unit % 7, "as_org": "AS"},
+        "http": {"method": "GET", "url": {"path": path}, "status": status, "bytes": 100 + unit, "referrer_host": None},
+        "user_agent": {"browser": "Firefox", "browser_major": str(unit % 3), "os": "Linux", "device": "desktop"},
+    }
+
+
+unit_rows = st.lists(
+    st.tuples(
+        st.integers(0, 60),  # unit
+        st.integers(0, 2),  # visitor of the unit (user agent)
+        st.sampled_from(["DE", "FR", "US", "BR"]),
+        st.integers(0, 5),  # /24 within a few /16s
+        st.sampled_from(["/", "/docs/a", "/docs/b", "/blog/x", "/img/1.png"]),
+        st.sampled_from([200, 200, 304, 404]),
+        st.integers(0, 59),  # minute
+        st.floats(0, 3 * HOUR - 1),  # event time within three hourly windows
+    ),
+    min_size=0,
+    max_size=300,
+)
+
+
+def _rows(draw: list[tuple[Any, ...]]) -> list[ReleaseRow]:
+    rows = []
+    for unit, visitor, country, net, path, status, minute, offset in draw:
+        prefix = f"10.{net % 2}.{net}.0/24"
+        record = _record(unit, visitor, country=country, prefix=prefix, path=path, status=status, minute=minute)
+        window = int(offset // HOUR)
+        record["client"]["pseudonym"] = f"a-u{unit}-w{window}"  # pseudonyms live one window
+        rows.append(ReleaseRow.of(record, f"daily-v{unit}-{visitor}", T0 + offset, RELEASE.unit))
+    return sorted(rows, key=lambda r: r.time)
+
+
+def _release(rows: list[ReleaseRow], release: ReleaseParams = RELEASE) -> tuple[list[dict[str, Any]], list[Any]]:
+    analytics: list[dict[str, Any]] = []
+    aggregates: list[Any] = []
+    for window in release_rows(rows, ReleaseStage(release, AGGREGATES)):
+        (analytics if window.kind == "analytics" else aggregates).append(window)
+    return analytics, aggregates
+
+
+def _profile(record: dict[str, Any]) -> bytes:
+    client = {k: v for k, v in record["client"].items() if k not in ("pseudonym", "visitor")}
+    return orjson.dumps({**record, "client": client}, option=orjson.OPT_SORT_KEYS)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(unit_rows, st.sampled_from([2, 5, 10]))
+def test_every_released_window_satisfies_k_and_every_record_is_accounted_for(draw: list[Any], k: int) -> None:
+    rows = _rows(draw)
+    release = RELEASE.model_copy(update={"k": k})
+    windows, _ = _release(rows, release)
+    released = [record for window in windows for record in window.records]
+    assert sum(w.stats.released + w.stats.suppressed for w in windows) == len(rows)
+    assert len(released) == sum(w.stats.released for w in windows)
+    units_by_profile: dict[tuple[str, bytes], set[str]] = defaultdict(set)
+    profiles_of_unit: dict[str, set[bytes]] = defaultdict(set)
+    for record in released:
+        assert record["schema"] == "analytics/2"
+        unit = record["client"]["pseudonym"]
+        units_by_profile[(unit.rsplit("-w", 1)[1], _profile(record))].add(unit)
+        profiles_of_unit[unit].add(_profile(record))
+    assert all(len(units) >= k for units in units_by_profile.values())  # k distinct units share each profile
+    assert all(len(profiles) == 1 for profiles in profiles_of_unit.values())  # one profile per unit-window
+    for window in windows:
+        assert window.stats.min_k is None or window.stats.min_k >= k
+
+
+def test_released_values_are_coarser_values_of_the_same_kind() -> None:
+    rng = random.Random(3)
+    draw = [
+        (rng.randrange(40), 0, rng.choice("AB"), rng.randrange(3), "/docs/a", 200, 5, rng.uniform(0, HOUR - 1))
+        for _ in range(200)
+    ]
+    windows, _ = _release(_rows(draw))
+    for record in (r for w in windows for r in w.records):
+        prefix = record["client"].get("prefix")
+        assert prefix is None or (prefix.startswith("10.") and prefix.endswith(("/24", "/16", "/8")))
+        assert set(record.get("geo", {})) <= {"country", "region", "asn", "as_org"}
+        assert record["time"].startswith("2015-05-17T")
+
+
+def test_a_unit_alone_in_its_window_is_suppressed_and_counted() -> None:
+    rows = _rows([(1, 0, "DE", 0, "/", 200, 5, 10.0)])
+    windows, aggregates = _release(rows)
+    assert [w.stats.suppressed for w in windows] == [1]
+    assert not windows[0].records
+    # ... but it is counted: the all-traffic rows of its hour and day hold it.
+    totals = [row for w in aggregates for row in w.records if row["dimensions"] == {}]
+    assert [row["pageviews"] for row in totals] == [1, 1]
+
+
+def test_the_result_does_not_depend_on_arrival_order_within_the_delay() -> None:
+    rng = random.Random(5)
+    draw = [
+        (
+            rng.randrange(50),
+            rng.randrange(2),
+            rng.choice(["DE", "FR"]),
+            rng.randrange(4),
+            "/docs/a",
+            200,
+            5,
+            rng.uniform(0, 2 * HOUR),
+        )
+        for _ in range(400)
+    ]
+    rows = _rows(draw)
+    shuffled = rows.copy()
+    # Disorder of up to a minute (the policy waits five): every row still reaches its window.
+    shuffled.sort(key=lambda r: r.time + rng.uniform(0, 60))
+
+    def flat(rs: list[ReleaseRow]) -> Counter[bytes]:
+        analytics, aggregates = _release(rs)
+        return Counter(orjson.dumps(r) for w in analytics + aggregates for r in w.records)
+
+    assert flat(shuffled) == flat(rows)
+
+
+def test_a_row_for_a_released_window_is_late_not_lost() -> None:
+    stage = ReleaseStage(RELEASE, AGGREGATES)
+    early, late = _rows([(1, 0, "DE", 0, "/", 200, 5, 10.0), (2, 0, "DE", 0, "/", 200, 5, 20.0)])
+    assert stage.add(early)
+    stage.close_due(T0 + HOUR)
+    assert not stage.add(late)
+    assert stage.late == 1
+
+
+def test_aggregates_count_every_record_and_hide_cells_of_fewer_than_k_visitors() -> None:
+    draw = [(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(6)]  # six visitors in Germany
+    draw.append((99, 0, "FR", 1, "/docs/a", 404, 5, 30.0))  # one in France
+    _, aggregates = _release(_rows(draw))
+    rows = [row for w in aggregates for row in w.records if row["window"]["end"].endswith("11:00:00Z")]
+    total = next(row for row in rows if row["dimensions"] == {})
+    assert (total["pageviews"], total["visitors"]) == (7, 7)
+    countries = {row["dimensions"]["country"]: row["visitors"] for row in rows if "country" in row["dimensions"]}
+    assert countries == {"DE": 6}  # France, one visitor, is suppressed
+    statuses = {row["dimensions"]["status_class"] for row in rows if "status_class" in row["dimensions"]}
+    assert statuses == {"2xx"}
+
+
+def test_a_restored_stage_skips_the_windows_it_already_released() -> None:
+    rows = _rows([(u, 0, "DE", 0, "/", 200, 5, 10.0 * u) for u in range(8)])
+    first = ReleaseStage(RELEASE, AGGREGATES)
+    for row in rows:
+        first.add(row)
+    released = first.close_due(T0 + HOUR)
+    assert released
+    again = ReleaseStage(RELEASE, AGGREGATES)
+    again.restore(*first.closed_state())
+    assert not any(again.add(row, count_late=False) for row in rows)
+    assert again.late == 0  # a row read again after a restart is not late
+
+
+def test_a_release_row_survives_its_bytes_and_refuses_what_is_not_one() -> None:
+    row = _rows([(1, 0, "DE", 0, "/", 200, 5, 10.0)])[0]
+    assert ReleaseRow.from_bytes(row.to_bytes()).record == row.record
+    for bad in (b"[]", b'{"r": {}, "v": "x", "t": 1e20}', b'{"r": 1, "v": "x", "t": 1}'):
+        with pytest.raises(ValueError, match="release row"):
+            ReleaseRow.from_bytes(bad)
+
+
+def test_aggregate_windows_must_divide_a_day() -> None:
+    with pytest.raises(ValueError, match="divide a day"):
+        AggregateParams(windows_s=[7000])
