@@ -25,6 +25,7 @@ class RouteCounters:
         self.analytics_held = 0  # analytics records sent to the release windows (counted where the ingest runs)
         self.analytics_suppressed = 0  # analytics records held back from the per-record release (counts keep them)
         self.release_late = 0  # of those: records that arrived after their window was released
+        self.release_rows_read = 0  # rows the release stage read (a restart reads its open windows' rows again)
         self.release_windows = 0
         self.aggregate_rows = 0
         self.last_window_min_k: int | None = None
@@ -70,6 +71,7 @@ class RouteCounters:
             "analytics_held": self.analytics_held,
             "analytics_suppressed": self.analytics_suppressed,
             "analytics_late": self.release_late,
+            "release_rows_read": self.release_rows_read,
             "release_windows": self.release_windows,
             "aggregate_rows": self.aggregate_rows,
             "detector_failures": self.detector_failures,

@@ -248,6 +248,7 @@ class ReleaseService(Service):
     def _add(self, partition: _Partition, offset: int, value: bytes) -> None:
         stage = partition.stage
         partition.next_offset = offset + 1
+        self._counters.release_rows_read += 1
         try:
             row = ReleaseRow.from_bytes(value)
         except (ValueError, TypeError, KeyError):

@@ -85,7 +85,9 @@ def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
             proc.wait()
 
 
-def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 120) -> dict[str, Any]:
+def wait_for_input_count(
+    env: dict[str, str], expected: int, timeout_s: float = 120, *, released: bool = True
+) -> dict[str, Any]:
     """Wait until the worker has read ``expected`` records and its counters (incl. alerts) stop moving."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] | None = None
@@ -103,9 +105,11 @@ def wait_for_input_count(env: dict[str, str], expected: int, timeout_s: float = 
     while time.monotonic() < deadline and not asyncio.run(consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
         time.sleep(0.3)
     # The release holds analytics in windows until event time (or an idle input) closes them: wait for every
-    # held record to be released or suppressed.
+    # held record to be released or suppressed (``released`` False: only read by the release stage).
     while time.monotonic() < deadline and (last := summary(env)) is not None and last.get("analytics_held"):
-        if last["analytics_records"] + last["analytics_suppressed"] >= last["analytics_held"]:
+        if released and last["analytics_records"] + last["analytics_suppressed"] >= last["analytics_held"]:
+            break
+        if not released and last["release_rows_read"] >= last["analytics_held"]:
             break
         time.sleep(0.3)
     stable = 0
