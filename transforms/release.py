@@ -17,7 +17,8 @@ paths, times) re-linked 90 % of returning visitors across days and singled out m
   Units still in classes below k are then tried at the top of every hierarchy (one shared, nearly empty
   profile); what cannot reach k even there is suppressed from the per-record release, never from the counts.
 * **Aggregates** (hour and day tumbling windows by default) count every analytics record, suppressed or not:
-  pageviews and distinct daily visitors in total and per dimension, cells below k distinct visitors suppressed.
+  pageviews and distinct daily visitors in total and per dimension, cells below k distinct visitors suppressed;
+  optionally with differential privacy (``analytics.aggregates.dp``: bounding and noise, :mod:`transforms.noise`).
 
 Windows are closed by event time: a window ``[start, end)`` closes when the stage has seen a record at or
 after ``end + max_delay_s`` (or when the caller closes it: end of input in the file mode, an idle input in the
@@ -37,6 +38,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transforms.hierarchy import HIERARCHIES, Hierarchy
+from transforms.noise import DifferentialPrivacy, SetNoise, bound_contributions, build_window_noise
 
 ANALYTICS_RELEASE_SCHEMA = "analytics/2"
 AGGREGATE_SCHEMA = "aggregate/1"
@@ -51,11 +53,13 @@ class _Frozen(BaseModel):
 
 
 class AggregateParams(_Frozen):
-    """``analytics.aggregates``: tumbling windows and the dimension sets counted in each."""
+    """``analytics.aggregates``: tumbling windows, the dimension sets counted in each, and optional DP."""
 
     enabled: bool = True
     windows_s: list[int] = Field(default_factory=lambda: [3600, 86_400], min_length=1)
     dimensions: list[list[Dimension]] = Field(default_factory=lambda: [[d] for d in _DIMENSIONS])
+    # Differential privacy per window (transforms/noise.py); None: exact counts.
+    dp: DifferentialPrivacy | None = None
 
     @model_validator(mode="after")
     def _windows_fit(self) -> AggregateParams:
@@ -207,11 +211,11 @@ class _ReleaseWindow:
 
 
 class _Aggregates:
-    """Pageviews and distinct daily visitors per cell of one tumbling window."""
+    """Each daily visitor's pageviews per cell of one tumbling window (what exact counts and DP bounding need)."""
 
     def __init__(self, start: float, end: float) -> None:
         self.start, self.end = start, end
-        self.cells: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
+        self.cells: dict[tuple[int, tuple[Any, ...]], dict[str, int]] = {}
 
 
 def _dimension_value(name: str, record: dict[str, Any]) -> Any:
@@ -247,6 +251,9 @@ class ReleaseStage:
         self.max_time = 0.0  # the latest event time seen: what closes windows
         self.closed_through = 0.0  # release windows ending at or before this are closed
         self._aggregate_closed: dict[int, float] = dict.fromkeys(aggregates.windows_s, 0.0)
+        self._noise: list[SetNoise] | None = (
+            build_window_noise(aggregates.dp, len(aggregates.dimensions)) if aggregates.dp is not None else None
+        )
         self.late = 0
 
     # --- input -----------------------------------------------------------------------------------------------
@@ -302,12 +309,12 @@ class ReleaseStage:
             if values is None:
                 values = [tuple(_dimension_value(d, row.record) for d in dims) for dims in dimension_sets]
             cells = window.cells
+            visitor = row.visitor
             for index, cell in enumerate([(), *values]):
                 slot = cells.get((index, cell))
                 if slot is None:
-                    slot = cells[(index, cell)] = [0, set()]
-                slot[0] += 1
-                slot[1].add(row.visitor)
+                    slot = cells[(index, cell)] = {}
+                slot[visitor] = slot.get(visitor, 0) + 1
 
     # --- where the stream keeps its place ----------------------------------------------------------------------
     def windows_of(self, time: float) -> list[tuple[int, float]]:
@@ -478,27 +485,40 @@ class ReleaseStage:
         return ClosedWindow("analytics", released, stats)
 
     # --- aggregates ------------------------------------------------------------------------------------------
+    def _aggregate_counts(self, window: _Aggregates) -> dict[tuple[int, tuple[Any, ...]], tuple[int, int]]:
+        """(pageviews, visitors) per cell before suppression: exact, or bounded per visitor with DP (pre-noise)."""
+        dp = self.aggregate_params.dp
+        if dp is None:
+            return {cell: (sum(visitors.values()), len(visitors)) for cell, visitors in window.cells.items()}
+        return bound_contributions(window.cells, dp.max_pageviews, dp.max_cells)
+
     def _aggregate_rows(self, window: _Aggregates) -> ClosedWindow:
         k = self.params.k
         dimension_sets = [(), *self.aggregate_params.dimensions]
         span = {"start": _iso(window.start), "end": _iso(window.end)}
+        noise = self._noise
         rows = []
-        for (index, cell), (pageviews, visitors) in sorted(window.cells.items(), key=_cell_order):
-            if index and len(visitors) < k:
+        for (index, cell), (pageviews, visitors) in sorted(self._aggregate_counts(window).items(), key=_cell_order):
+            if noise is not None:
+                # Noise before the threshold: k is applied to the noisy visitors (cell selection itself is not
+                # covered by the DP guarantee; transforms/noise.py says why).
+                pageviews, visitors = noise[index].pageviews(pageviews), noise[index].visitors(visitors)
+            if index and visitors < k:
                 continue  # a cell of fewer than k visitors says something about each of them
-            rows.append(
-                {
-                    "schema": AGGREGATE_SCHEMA,
-                    "window": span,
-                    "dimensions": dict(zip(dimension_sets[index], cell, strict=True)),
-                    "pageviews": pageviews,
-                    "visitors": len(visitors),
-                }
-            )
+            row: dict[str, Any] = {
+                "schema": AGGREGATE_SCHEMA,
+                "window": span,
+                "dimensions": dict(zip(dimension_sets[index], cell, strict=True)),
+                "pageviews": pageviews,
+                "visitors": visitors,
+            }
+            if noise is not None:
+                row["noise"] = noise[index].describe()
+            rows.append(row)
         return ClosedWindow("aggregates", rows)
 
 
-def _cell_order(item: tuple[tuple[int, tuple[Any, ...]], list[Any]]) -> tuple[int, bytes]:
+def _cell_order(item: tuple[tuple[int, tuple[Any, ...]], Any]) -> tuple[int, bytes]:
     (index, cell), _ = item
     return index, orjson.dumps(cell)
 
