@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import load_policy
+from transforms.noise import DifferentialPrivacy, SetNoise
 from transforms.release import AggregateParams, ReleaseParams, ReleaseRow, ReleaseStage, release_rows
 
 POLICY = load_policy()
@@ -194,3 +196,102 @@ def test_a_release_row_survives_its_bytes_and_refuses_what_is_not_one() -> None:
 def test_aggregate_windows_must_divide_a_day() -> None:
     with pytest.raises(ValueError, match="divide a day"):
         AggregateParams(windows_s=[7000])
+
+
+# --- differential privacy (analytics.aggregates.dp; transforms/noise.py) -------------------------------------------
+
+DP = AGGREGATES.model_copy(update={"dp": DifferentialPrivacy(epsilon=1.0, max_pageviews=20, max_cells=4)})
+
+
+def _aggregate_rows(stage: ReleaseStage, rows: list[ReleaseRow]) -> list[dict[str, Any]]:
+    return [r for w in release_rows(rows, stage) if w.kind == "aggregates" for r in w.records]
+
+
+def _shifted(stage: ReleaseStage, by: int = 0) -> ReleaseStage:
+    """The stage with every count's noise replaced by ``count + by``: its pre-noise values, made visible."""
+    assert stage._noise is not None
+    stage._noise = [
+        SetNoise(*(replace(noise, _measurement=lambda count: count + by) for noise in (s.pageviews, s.visitors)))
+        for s in stage._noise
+    ]
+    return stage
+
+
+def test_the_shipped_policy_counts_exactly() -> None:
+    assert AGGREGATES.dp is None  # daily pageviews exact unless the policy opts in
+    rows = _rows([(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(6)])
+    assert not any("noise" in row for row in _aggregate_rows(ReleaseStage(RELEASE, AGGREGATES), rows))
+
+
+def test_with_dp_every_row_states_its_mechanism_and_scales() -> None:
+    rows = _rows([(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(30)])
+    released = _aggregate_rows(ReleaseStage(RELEASE, DP), rows)
+    totals = [row for row in released if row["dimensions"] == {}]
+    assert len(totals) == 2  # the all-traffic row of the hour and of the day, whatever the noise
+    for row in released:
+        noise = row["noise"]
+        assert noise["mechanism"] == "discrete_laplace"
+        # epsilon 1 over 7 sets x 2 counts: 1/14 each; all-traffic sensitivity 20 and 1, a set's 4 x 20 and 4
+        expected = (280.0, 14.0) if row["dimensions"] == {} else (1120.0, 56.0)
+        assert (noise["scale"]["pageviews"], noise["scale"]["visitors"]) == pytest.approx(expected)
+        assert noise["epsilon"] == pytest.approx(1 / 7)
+        assert row["pageviews"] >= 0
+        assert row["visitors"] >= 0
+
+
+def test_with_dp_the_counts_are_noisy_and_centred_on_the_bounded_truth() -> None:
+    """Generous bounds: 40 runs of 30 visitors at scale 14 give a mean within 14 * sqrt(2) / sqrt(40) = 3 (1 sd);
+    we allow 15 (5 sd), and ask only that some run differs from the truth."""
+    rows = _rows([(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(30)])
+    visitors = []
+    for _ in range(40):
+        day = [r for r in _aggregate_rows(ReleaseStage(RELEASE, DP), rows) if r["dimensions"] == {}][-1]
+        visitors.append(day["visitors"])
+    assert len(set(visitors)) > 1
+    assert abs(sum(visitors) / len(visitors) - 30) < 15
+
+
+def test_with_dp_each_visitor_counts_at_most_max_pageviews_and_max_cells() -> None:
+    heavy = [(1, 0, "DE", 0, f"/docs/{p}", 200, 5, 10.0 + p) for p in range(50)]  # 50 pageviews on 50 paths
+    light = [(u, 0, "DE", 0, "/docs/0", 200, 5, 60.0 * u) for u in range(2, 8)]  # six visitors, one page each
+    stage = _shifted(ReleaseStage(RELEASE, DP))
+    hour = [r for r in _aggregate_rows(stage, _rows(heavy + light)) if r["window"]["end"].endswith("11:00:00Z")]
+    total = next(r for r in hour if r["dimensions"] == {})
+    assert (total["pageviews"], total["visitors"]) == (20 + 6, 7)  # the heavy visitor counts 20 of its 50
+    paths = {r["dimensions"]["path"]: (r["pageviews"], r["visitors"]) for r in hour if "path" in r["dimensions"]}
+    # Its four kept paths are the smallest keys (one pageview each, a tie): /docs/0, /docs/1, /docs/10, /docs/11;
+    # only /docs/0 reaches k visitors (the six light ones and the heavy one).
+    assert paths == {"/docs/0": (7, 7)}
+    countries = {r["dimensions"]["country"]: r["pageviews"] for r in hour if "country" in r["dimensions"]}
+    assert countries == {"DE": 26}
+
+
+def test_with_dp_k_applies_to_the_noisy_visitor_count() -> None:
+    draw = [(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(5)]  # exactly k visitors in Germany
+    exact = _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP)), _rows(draw))
+    lowered = _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP), by=-1), _rows(draw))
+    assert {r["dimensions"].get("country") for r in exact} == {None, "DE"}
+    assert {r["dimensions"].get("country") for r in lowered} == {None}  # noise took it below k: suppressed
+    assert all(r["visitors"] == 4 for r in lowered)  # the all-traffic rows stay, with their noisy count
+
+
+def test_with_dp_the_pre_noise_counts_do_not_depend_on_arrival_order() -> None:
+    rng = random.Random(11)
+    draw = [
+        (rng.randrange(30), rng.randrange(2), rng.choice(["DE", "FR"]), 0, rng.choice(["/a", "/b", "/c", "/d", "/e"]),
+         200, 5, rng.uniform(0, 2 * HOUR))
+        for _ in range(600)
+    ]  # fmt: skip
+    rows = _rows(draw)
+    shuffled = sorted(rows, key=lambda r: r.time + rng.uniform(0, 60))
+
+    def flat(rs: list[ReleaseRow]) -> Counter[bytes]:
+        return Counter(orjson.dumps(r) for r in _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP)), rs))
+
+    assert flat(shuffled) == flat(rows)
+
+    def path_visits(stage: ReleaseStage) -> int:
+        return sum(r["visitors"] for r in _aggregate_rows(stage, rows) if "path" in r["dimensions"])
+
+    # The bound bit (visitors with five paths kept four), so which cells it kept mattered and did not move.
+    assert path_visits(_shifted(ReleaseStage(RELEASE, DP))) < path_visits(ReleaseStage(RELEASE, AGGREGATES))
