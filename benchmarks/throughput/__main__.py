@@ -35,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--latency-seconds", type=float, help="seconds at each paced rate (default 8; --quick: 1)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the product's 2-process run")
     parser.add_argument(
+        "--release-pairs",
+        type=int,
+        help="product runs with the k-anonymous release on and off, alternating, in pairs (default 2; --quick: 1; "
+        "0 skips them)",
+    )
+    parser.add_argument(
         "--profile-product",
         type=Path,
         metavar="DIR",
@@ -70,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep_work=args.keep_work,
         partitions=args.partitions,
         scaling=not (args.no_scaling or args.quick),
+        release_pairs=(1 if args.quick else 2) if args.release_pairs is None else max(0, args.release_pairs),
         seed=args.seed,
         port=args.port,
         controller_port=args.port + 1,

@@ -2,7 +2,10 @@
 the product's worker, and the product's own guarded routing (:func:`pipeline.routing.route_record`).
 
 The baselines do not run the stateful detector (``product`` does, behind a repartition topic), so they route
-without observations; ``limit`` reports the detector's cost separately.
+without observations; ``limit`` reports the detector's cost separately. Nor do they run the k-anonymous release
+stage: with the shipped policy the routing turns each analytics record into a release row (the record, its daily
+visitor and its time, keyed by unit), which the product's ingest writes to its internal release topic; the
+baselines write those same rows to their analytics topic, so their per-record work is the product's ingest's.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def output_topics(settings: Settings) -> dict[Output, str]:
         Output.ANALYTICS: settings.analytics_topic,
         Output.ABUSE: settings.abuse_topic,
         Output.QUARANTINE: settings.quarantine_topic,
+        # Where the product's ingest writes its release topic: the baselines have no release stage to read it.
+        Output.RELEASE: settings.analytics_topic,
     }
 
 

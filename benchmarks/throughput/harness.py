@@ -17,6 +17,22 @@ Method, per Kafka system (``aiokafka``, ``quixstreams``, ``faust-naive``, ``prod
 
 ``limit`` runs the same routing in a tight loop in its own process (no Kafka). ``product`` is also run with two
 worker processes in one group on the same 4-partition input (throughput only), for the scaling ratio.
+
+**The k-anonymous release** (shipped on). The product's ingest then writes each analytics record as a row to its
+internal release topic, and a second service in the same worker (``<app>-release`` group) holds the rows in
+event-time windows and writes the released analytics records and aggregate rows when a window closes. The input's
+event times end two days before the run (:func:`benchmarks.throughput.inputs.backlog_end`), so once the input is
+idle for ``PSEUDO_RELEASE_IDLE_CLOSE_S`` the release stage closes every window it holds, writes them, and
+commits its offset to the end of its topic. The product's run is done when the ingest has committed the input,
+the detector has consumed its observations and the release group has committed the whole release topic. Its
+``events_per_s`` is N over the time from the first output to the later of (a) the last record the ingest and the
+detector wrote and (b) the release stage's last output *less the idle wait* (the idle close fires that long after
+the last row is read): the closing of the windows (generalization, released records) is counted, the wait is
+not. ``ingest_events_per_s`` leaves the release stage out. CPU is counted from the first to the very last output,
+less the quietest ``idle``-long stretch after the release topic's last row (the wait: polls and heartbeats).
+``release_side_by_side`` runs the product with the release on (the shipped policy) and off
+(``[analytics.release]`` and ``[analytics.aggregates]`` disabled), alternating, on the same input and broker,
+and measures the window state in its own process (:mod:`benchmarks.throughput.window_state`).
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,11 +61,12 @@ import orjson
 import psutil
 
 from benchmarks import datasets
-from benchmarks.throughput.inputs import InputSet, build_input, marker_templates
+from benchmarks.throughput.inputs import InputSet, backlog_end, build_input, marker_templates
 from benchmarks.throughput.kafka import ROOT, Broker, Inspector, produce_input
 from benchmarks.throughput.latency import Pacer, Phase, Probe
-from benchmarks.throughput.monitor import Sampler, peak_rss_mb
+from benchmarks.throughput.monitor import Sampler, peak_rss_mb, quietest_stretch
 from benchmarks.throughput.records import write_records
+from config.settings import Settings
 from pipeline.keystore import write_keyring
 from transforms.keyring import generate_keyring
 
@@ -61,6 +79,10 @@ MODULES = {
     "faust-naive": "benchmarks.throughput.faust_naive",
     "product": "pipeline.cli",
 }
+WINDOW_STATE = "benchmarks.throughput.window_state"
+# Sections of config/policy.toml whose ``enabled = true`` (right under the header) a measurement switches off.
+DETECTION = ("[detection]",)
+RELEASE = ("[analytics.release]", "[analytics.aggregates]")
 ASN_DB = ("geo", "ip-location-db-asn", "ip-location-db-asn.mmdb")
 
 Log = Callable[[str], None]
@@ -85,6 +107,7 @@ class Options:
     profile_dir: Path | None = None  # run product's throughput processes under cProfile, stats written here
     notes: tuple[str, ...] = ()  # remarks from the command line, recorded with the results
     product_env: tuple[tuple[str, str], ...] = ()  # extra PSEUDO_* settings for the product (a knob's effect)
+    release_pairs: int = 2  # product runs with the release on and off, alternating (on, off, off, on, ...)
 
 
 class SystemFailed(RuntimeError):
@@ -164,6 +187,79 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def switch_off(policy_text: str, sections: tuple[str, ...]) -> str:
+    """The policy with ``enabled = false`` in each of ``sections`` (its first line must be ``enabled = true``)."""
+    for header in sections:
+        on = f"{header}\nenabled = true"
+        if on not in policy_text:
+            raise SystemFailed(f"config/policy.toml: no '{header}' followed by 'enabled = true' to switch off")
+        policy_text = policy_text.replace(on, f"{header}\nenabled = false", 1)
+    return policy_text
+
+
+@dataclass(frozen=True)
+class Span:
+    """When a run's outputs were written (broker append times, seconds since the epoch)."""
+
+    first: float  # the first output of any topic
+    ingest_end: float  # the last record the ingest and the detector wrote
+    release_end: float | None  # the release stage's last output less its idle wait (None: release off)
+    last: float  # the very last output (CPU is counted up to it)
+
+    @property
+    def end(self) -> float:
+        """Where events/s is read up to: the later of the ingest's end and the release stage's."""
+        return self.ingest_end if self.release_end is None else max(self.ingest_end, self.release_end)
+
+
+def measured_window(per_topic: dict[str, tuple[float, float]], stage_topics: set[str], idle_s: float) -> Span:
+    """The span a run's events/s is read over, from (first, last) broker append times per output topic.
+
+    ``stage_topics``: the topics the release stage writes (empty with the release off). Their last record comes
+    from the idle close, ``idle_s`` after the stage read its last row: that wait is taken off, the closing itself
+    (generalization, released records) is not."""
+    ingest = [b for topic, (_, b) in per_topic.items() if topic not in stage_topics]
+    stage = [b for topic, (_, b) in per_topic.items() if topic in stage_topics]
+    first = min(a for a, _ in per_topic.values())
+    return Span(
+        first=first,
+        ingest_end=max(ingest, default=first),
+        release_end=max(stage) - idle_s if stage else None,
+        last=max(b for _, b in per_topic.values()),
+    )
+
+
+def _compact(row: dict[str, Any]) -> dict[str, Any]:
+    """A side-by-side run's figures, without its per-topic detail."""
+    keys = ("events_per_s", "cpu_s_per_million", "peak_rss_mb", "window_s", "outputs", "broker_cpu_s_per_million")
+    return {k: row.get(k) for k in keys} | {"release": row.get("release"), "output_times_s": row.get("output_times_s")}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 1) if present and len(present) == len(values) else None
+
+
+def _sum_summaries(summaries: list[dict[str, Any] | None]) -> dict[str, int] | None:
+    """The workers' ``/summary`` counters added up (one process runs the single release partition)."""
+    keys = (
+        "input",
+        "analytics",
+        "analytics_held",
+        "analytics_records",
+        "analytics_suppressed",
+        "analytics_late",
+        "release_windows",
+        "aggregate_rows",
+        "abuse",
+        "quarantine",
+        "filtered",
+    )
+    if not summaries or any(s is None for s in summaries):
+        return None
+    return {key: sum(int(s.get(key, 0)) for s in summaries if s is not None) for key in keys}
+
+
 # --------------------------------------------------------------------------------------------- the run
 
 
@@ -179,6 +275,8 @@ class Run:
     prefix: str
     log: Log
     notes: list[str] = field(default_factory=list)
+    input_timestamp_ms: int | None = None  # every input record's Kafka timestamp (the backlog's end)
+    metrics_ports: dict[int, int] = field(default_factory=dict)  # worker pid -> its /summary port
 
     @property
     def events(self) -> int:
@@ -188,17 +286,37 @@ class Run:
 
     def _names(self, system: str, tag: str) -> tuple[str, dict[str, str]]:
         app = f"{self.prefix}-{system}-{tag}"
-        return app, {name: f"{app}.{name}" for name in ("analytics", "abuse", "quarantine")}
+        names = ("analytics", "abuse", "quarantine") + (("aggregates",) if system == "product" else ())
+        return app, {name: f"{app}.{name}" for name in names}
 
-    def _policy_without_detection(self) -> Path:
-        """The shipped policy with ``[detection] enabled = false``: everything else as shipped."""
-        path = self.work / "policy-without-detection.toml"
-        text = (ROOT / "config" / "policy.toml").read_text()
-        changed = text.replace("[detection]\nenabled = true", "[detection]\nenabled = false", 1)
-        if changed == text:
-            raise SystemFailed("config/policy.toml: no '[detection]\\nenabled = true' to switch off")
-        path.write_text(changed)
+    def _policy(self, *, detection: bool = True, release: bool = True) -> Path | None:
+        """The shipped policy with detection and/or the release switched off (None: the shipped one as is)."""
+        sections = (() if detection else DETECTION) + (() if release else RELEASE)
+        if not sections:
+            return None
+        path = self.work / f"policy-detection-{'on' if detection else 'off'}-release-{'on' if release else 'off'}.toml"
+        path.write_text(switch_off((ROOT / "config" / "policy.toml").read_text(), sections))
         return path
+
+    def _product_setting(self, name: str) -> Any:
+        """A worker setting as this run gives it (``--product-env``) or its default."""
+        given = dict(self.options.product_env).get(f"PSEUDO_{name.upper()}")
+        return given if given is not None else Settings.model_fields[name].default
+
+    async def _summary(self, pid: int) -> dict[str, Any] | None:
+        """A worker's ``/summary`` counters (None when it cannot be read)."""
+        port = self.metrics_ports.get(pid)
+
+        def fetch() -> dict[str, Any]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/summary", timeout=5) as response:
+                return dict(orjson.loads(response.read()))
+
+        if port is None:
+            return None
+        try:
+            return await asyncio.to_thread(fetch)
+        except (OSError, ValueError):
+            return None
 
     def _spawn(
         self,
@@ -220,6 +338,8 @@ class Run:
             "PSEUDO_DATA_DIR": str(self.work / f"{app}-{index}"),
             "PSEUDO_METRICS_PORT": str(_free_port()),
         }
+        if "aggregates" in topics:
+            env["PSEUDO_AGGREGATES_TOPIC"] = topics["aggregates"]
         if system == "product":
             env.update(self.options.product_env)
         command = [sys.executable, "-m", MODULES[system]] + (["worker"] if system == "product" else [])
@@ -228,7 +348,9 @@ class Run:
             stats = self.options.profile_dir / f"{app.removeprefix(self.prefix + '-')}-{index}.prof"
             command[1:1] = ["-m", "cProfile", "-o", str(stats)]
         with open(self.work / f"{app}-{index}.log", "wb") as log:
-            return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.metrics_ports[proc.pid] = int(env["PSEUDO_METRICS_PORT"])
+        return proc
 
     def _check_alive(self, procs: list[subprocess.Popen[bytes]], app: str) -> None:
         for index, proc in enumerate(procs):
@@ -284,38 +406,58 @@ class Run:
     # ------------------------------------------------------------------------------------- throughput
 
     async def throughput(
-        self, system: str, processes: int = 1, *, run: int = 0, without_detection: bool = False
+        self,
+        system: str,
+        processes: int = 1,
+        *,
+        run: int = 0,
+        without_detection: bool = False,
+        without_release: bool = False,
     ) -> dict[str, Any]:
         """Events/s over the shared input, written to a fresh topic once every process has joined its consumer
         groups: start-up, group join and first partition assignment stay outside the window, and no process
         starts alone only to hand partitions over mid-run. ``without_detection``: the product with the
-        policy's stateful detection switched off (the same work as the baselines)."""
+        policy's stateful detection switched off (the same work as the baselines). ``without_release``: the
+        product with the k-anonymous release and the aggregates switched off (analytics written per record)."""
         tag = ("tput" if processes == 1 else f"tput{processes}p") + (f"r{run}" if run else "")
         tag += "-nodet" if without_detection else ""
+        tag += "-norel" if without_release else ""
         app, topics = self._names(system, tag)
         outputs = list(topics.values())
         await self.inspector.create_topics(outputs, self.options.partitions, log_append_time=True)
         detecting = system == "product" and not without_detection
+        releasing = system == "product" and not without_release
         # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
         # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
         internal = [f"{app}-observations"] if detecting else []
         window_topics = outputs + ([f"{app}-detector-state-changelog"] if detecting else [])
+        release_topic = f"{app}-release"
+        if releasing:
+            # Created here like the outputs (LogAppendTime), with the worker's partition count: it leaves an
+            # existing topic as it is. The ingest's analytics rows go here; the release stage's to the outputs.
+            partitions = int(self._product_setting("release_partitions"))
+            await self.inspector.create_topics([release_topic], partitions, log_append_time=True)
+            window_topics.append(release_topic)
         # The product reads the raw topic in its own consumer group (pipeline/ingest.py); faust's group reads
-        # the observations.
+        # the observations; the release stage reads the release topic in a group of its own (pipeline/release.py).
         input_group = f"{app}-ingest" if system == "product" else app
-        groups = [input_group] + ([app] if detecting else [])
+        groups = [input_group] + ([app] if detecting else []) + ([f"{app}-release"] if releasing else [])
         input_topic = f"{app}.input"
         await self.inspector.create_topics([input_topic], self.options.partitions, log_append_time=False)
         self.log(
             f"{system}: throughput over {self.events} records, {processes} process(es)"
             + (", detection off" if without_detection else "")
+            + (", release off" if system == "product" and without_release else "")
         )
-        extra = {"PSEUDO_POLICY": str(self._policy_without_detection())} if without_detection else {}
+        policy = self._policy(detection=not without_detection, release=not without_release)
+        extra = {"PSEUDO_POLICY": str(policy)} if policy else {}
+        idle_s = float(self._product_setting("release_idle_close_s")) if releasing else 0.0
         procs = [self._spawn(system, app, topics, input_topic, i, extra) for i in range(processes)]
         sampler = Sampler(self._groups(procs))
         began = time.monotonic()
+        summaries: list[dict[str, Any] | None] = []
         try:
-            deadline = began + 120 + self.events / 200
+            deadline = began + 120 + self.events / 200 + idle_s
             while [await self.inspector.stable_members(g) for g in groups] != [processes] * len(groups):
                 self._check_alive(procs, app)
                 if time.monotonic() > deadline:
@@ -323,7 +465,13 @@ class Run:
                 await asyncio.sleep(0.5)
             with sampler:
                 # The input takes about a second to write, several times faster than any system consumes it.
-                await produce_input(self.broker.bootstrap, input_topic, self.inputs.records, self.options.partitions)
+                await produce_input(
+                    self.broker.bootstrap,
+                    input_topic,
+                    self.inputs.records,
+                    self.options.partitions,
+                    self.input_timestamp_ms,
+                )
                 done = 0
                 while done < self.events:
                     self._check_alive(procs, app)
@@ -331,35 +479,53 @@ class Run:
                         raise SystemFailed(f"{system}: {done} of {self.events} records committed at the deadline")
                     await asyncio.sleep(0.5)
                     done = await self.inspector.committed_total(input_group, input_topic)
-                for topic in internal:
+                # Consumed: the detector's observations (committed as read), and the release topic (committed up
+                # to the first row of the oldest open window: all of it once the idle close released every window).
+                consumed = [(app, topic) for topic in internal]
+                consumed += [(f"{app}-release", release_topic)] if releasing else []
+                for group, topic in consumed:
                     while True:
                         end = sum((await self.inspector.end_offsets([topic])).values())
-                        if await self.inspector.committed_total(app, topic) >= end:
+                        if await self.inspector.committed_total(group, topic) >= end:
                             break
                         self._check_alive(procs, app)
                         if time.monotonic() > deadline:
-                            raise SystemFailed(f"{system}: {topic} not consumed at the deadline")
+                            raise SystemFailed(f"{system}: {topic} not consumed by {group} at the deadline")
                         await asyncio.sleep(0.5)
                 ends = await self._settled_ends(window_topics, quiet_s=0.75 if self.options.quick else 1.5)
                 per_topic = await self.inspector.output_window(ends)
+                if system == "product":
+                    summaries = [await self._summary(p.pid) for p in procs]
                 peaks = [peak_rss_mb(p.pid) for p in procs]
         finally:
             self._terminate(procs)
         if not per_topic:
             raise SystemFailed(f"{system}: no output at all")
-        first, last = min(w[0] for w in per_topic.values()), max(w[1] for w in per_topic.values())
-        window = last - first
+        stage_topics = {topics["analytics"], topics["aggregates"]} if releasing else set()
+        span = measured_window(per_topic, stage_topics, idle_s)
+        first, last = span.first, span.last
+        window = span.end - first
         count = sum(n for tp, n in ends.items() if tp.topic in outputs)
         cpu = sampler.cpu_between("system", first, last)
+        idle_cpu = 0.0
+        if releasing and release_topic in per_topic:
+            # The idle wait lies between the release topic's last row and the stage's last output: the quietest
+            # stretch of its length there took at most what the wait took (polls, heartbeats), and is taken off.
+            idle_cpu = quietest_stretch(
+                lambda t: sampler.cpu_at("system", t), per_topic[release_topic][1], last, idle_s
+            )
+            cpu -= idle_cpu
         row: dict[str, Any] = {
             "events_per_s": round(self.events / window, 1) if window > 0 else None,
             "cpu_s_per_million": round(cpu / self.events * 1e6, 2),
             "peak_rss_mb": max((p for p in peaks if p is not None), default=sampler.sampled_peak_rss_mb("system")),
             "outputs": count,
             "window_s": round(window, 3),
-            # input records per second of the analytics output alone (for product: its main agent, without the
-            # detector that trails it behind the repartition topic)
-            "analytics_events_per_s": _rate(self.events, per_topic.get(topics["analytics"])),
+            # input records per second of the topic the ingest writes each analytics record to (for product: its
+            # main path, without the detector that trails it behind the repartition topic, or the release stage)
+            "analytics_events_per_s": _rate(
+                self.events, per_topic.get(release_topic if releasing else topics["analytics"])
+            ),
             "processes": processes,
             "peak_rss_mb_per_process": peaks,
             # when each output topic got its first and last record, in seconds from the window's start
@@ -368,6 +534,19 @@ class Run:
                 for topic, (a, b) in per_topic.items()
             },
         }
+        if system == "product":
+            row["release"] = {
+                "on": releasing,
+                # ingest and detector alone (the release stage left out)
+                "ingest_events_per_s": _rate(self.events, (first, span.ingest_end)),
+                "idle_close_s": idle_s if releasing else None,
+                "idle_wait_cpu_s": round(idle_cpu, 3) if releasing else None,  # taken off the CPU above
+                # the release stage's last output, less the idle wait, after the ingest's last record
+                "release_after_ingest_s": (
+                    None if span.release_end is None else round(span.release_end - span.ingest_end, 3)
+                ),
+                "summary": _sum_summaries(summaries),
+            }
         if self.broker.pid is not None:
             broker_cpu = sampler.cpu_between("broker", first, last)
             row["broker_cpu_s_per_million"] = round(broker_cpu / self.events * 1e6, 2)
@@ -375,6 +554,7 @@ class Run:
         self.log(
             f"{system}: {row['events_per_s']} events/s, {row['cpu_s_per_million']} CPU s/M, "
             f"peak RSS {row['peak_rss_mb']} MB, {count} outputs in {window:.2f} s"
+            + (f" (release after ingest: {row['release']['release_after_ingest_s']} s)" if releasing else "")
         )
         return row
 
@@ -398,6 +578,12 @@ class Run:
         app, topics = self._names(system, "lat")
         input_topic = f"{app}.input"
         partitions = self.options.partitions
+        probed, probed_partitions = topics["analytics"], partitions
+        if system == "product":
+            # With the release on (shipped), the ingest writes each analytics record to the release topic, where
+            # it waits for its window (an hour and max_delay_s by design): the probe reads it there.
+            probed, probed_partitions = f"{app}-release", int(self._product_setting("release_partitions"))
+            await self.inspector.create_topics([probed], probed_partitions, log_append_time=True)
         await self.inspector.create_topics([input_topic], partitions, log_append_time=False)
         await self.inspector.create_topics(list(topics.values()), partitions, log_append_time=True)
         seconds = self.options.latency_seconds
@@ -406,7 +592,7 @@ class Run:
             f"{system}: latency at {', '.join(f'{p}%' for p in LATENCY_PCTS)} of {max_rate:.0f}/s, {seconds} s each"
         )
         procs = [self._spawn(system, app, topics, input_topic, 0)]
-        probe = Probe(self.broker.bootstrap, topics["analytics"], partitions)
+        probe = Probe(self.broker.bootstrap, probed, probed_partitions)
         pacer = Pacer(self.broker.bootstrap, input_topic, marker_templates(self.inputs.records), partitions)
         phases: list[Phase] = []
         try:
@@ -438,7 +624,72 @@ class Run:
                 f"{system}: {pct}% ({s['rate_achieved']}/s): p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
                 f"{s['samples']} samples, received {s['received_fraction']}"
             )
-        return {"phases": stats, "peak_rss_mb": peak}
+        return {"phases": stats, "peak_rss_mb": peak, "probed_topic": probed.removeprefix(app).lstrip(".-")}
+
+    # ------------------------------------------------------------------------------------- the release's cost
+
+    async def release_side_by_side(self) -> dict[str, Any]:
+        """The product with the k-anonymous release on (shipped) and off, alternating on the same input and broker
+        (on, off, off, on, ...: a drift of the machine over the runs falls on both alike), and the window state
+        measured in its own process."""
+        runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+        order = []
+        for pair in range(self.options.release_pairs):
+            for variant in ("on", "off") if pair % 2 == 0 else ("off", "on"):
+                order.append(variant)
+                row = await self.throughput("product", run=100 + len(order), without_release=variant == "off")
+                runs[variant].append(row)
+        on = [r["events_per_s"] for r in runs["on"]]
+        off = [r["events_per_s"] for r in runs["off"]]
+        on_mean, off_mean = _mean(on), _mean(off)
+        on_rss, off_rss = _mean([r["peak_rss_mb"] for r in runs["on"]]), _mean([r["peak_rss_mb"] for r in runs["off"]])
+        held = [(r["release"]["summary"] or {}).get("analytics_held") for r in runs["on"]]
+        result: dict[str, Any] = {
+            "order": order,
+            "on_events_per_s": on_mean,
+            "off_events_per_s": off_mean,
+            "ratio": round(on_mean / off_mean, 3) if on_mean and off_mean else None,
+            "on_runs": on,
+            "off_runs": off,
+            "on_ingest_events_per_s": _mean([r["release"]["ingest_events_per_s"] for r in runs["on"]]),
+            "on_cpu_s_per_million": _mean([r["cpu_s_per_million"] for r in runs["on"]]),
+            "off_cpu_s_per_million": _mean([r["cpu_s_per_million"] for r in runs["off"]]),
+            "on_peak_rss_mb": on_rss,
+            "off_peak_rss_mb": off_rss,
+            "rss_difference_mb": round(on_rss - off_rss, 1) if on_rss is not None and off_rss is not None else None,
+            "release_after_ingest_s": [r["release"]["release_after_ingest_s"] for r in runs["on"]],
+            "held_rows": held,
+            "on_summary": runs["on"][0]["release"]["summary"] if runs["on"] else None,
+            "runs": {variant: [_compact(r) for r in rows] for variant, rows in runs.items()},
+        }
+        self.log(
+            f"release on/off: {on_mean} / {off_mean} events/s (x{result['ratio']}), CPU s/M "
+            f"{result['on_cpu_s_per_million']} / {result['off_cpu_s_per_million']}, peak RSS {on_rss} / {off_rss} MB"
+        )
+        result["window_state"] = self.window_state()
+        return result
+
+    def window_state(self) -> dict[str, Any]:
+        """What the release stage holds for this input, and what closing it costs, in its own process."""
+        self.log("window state: the release stage fed the input's release rows in process (tracemalloc)")
+        stamp = (self.input_timestamp_ms or int(time.time() * 1000)) / 1000
+        done = subprocess.run(
+            [sys.executable, "-m", WINDOW_STATE, str(self.input_file), str(stamp)],
+            env={**self.base_env, **dict(self.options.product_env)},
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemFailed(
+                f"window state exited with {done.returncode}: {_tail(done.stderr.decode(errors='replace'))}"
+            )
+        result: dict[str, Any] = orjson.loads(done.stdout.splitlines()[-1])
+        self.log(
+            f"window state: {result['held']['open_records']} rows held at the end, {result['traced_mb']} MB traced "
+            f"({result['traced_bytes_per_row']} bytes a row), closing them {result['sizes'][-1]['close_s']} s"
+        )
+        return result
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -479,7 +730,8 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
         systems.remove("quixstreams")
 
     log(f"input: building {options.events} records")
-    inputs = build_input(options.events, seed=options.seed)
+    event_time_end = backlog_end(started)  # see inputs.backlog_end: the release then closes every window it holds
+    inputs = build_input(options.events, seed=options.seed, end=event_time_end)
     input_file = work / "input.bin"
     write_records(input_file, inputs.records)
 
@@ -495,11 +747,13 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
     inspector = Inspector(broker.bootstrap)
     rows: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] | None = None
+    release: dict[str, Any] | None = None
     failed = False
     try:
         await inspector.start()
         prefix = f"bench-{run_id}"
         state = Run(options, broker, inspector, work, base_env, inputs, input_file, prefix, log, notes)
+        state.input_timestamp_ms = int(event_time_end.timestamp() * 1000)
         for system in systems:
             try:
                 if system == "limit":
@@ -513,6 +767,13 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
                 failed = True
                 log(f"{system}: FAILED: {exc}")
                 rows.setdefault(system, {})["error"] = str(exc)[:2000]
+        if "product" in systems and options.release_pairs and "error" not in rows.get("product", {"error": 1}):
+            try:
+                release = await state.release_side_by_side()
+            except SystemFailed as exc:
+                failed = True
+                log(f"product release on/off: FAILED: {exc}")
+                release = {"error": str(exc)[:2000]}
         if "product" in systems and not options.quick and "error" not in rows.get("product", {"error": 1}):
             try:
                 rows["product"]["without_detection"] = await state.throughput("product", without_detection=True)
@@ -566,6 +827,7 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
         "machine": machine,
         "systems": [_system_row(name, rows.get(name, {})) for name in systems],
         "product_scaling": scaling,
+        "product_release": release,
         "config": {
             "events": len(inputs.records),
             "partitions": options.partitions,
@@ -574,6 +836,8 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
             "input": inputs.composition,
             "geo": {"city_db": city.name if city else None, "asn_db": asn.name if asn else None},
             "product_detector_store": "memory:// (PSEUDO_STORE; changelog topic still written)",
+            "input_timestamp": event_time_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "release_pairs": options.release_pairs,
         },
         "notes": notes,
         "command": options.command,

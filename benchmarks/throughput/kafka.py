@@ -171,8 +171,12 @@ class Inspector:
         return window
 
 
-async def produce_input(bootstrap: str, topic: str, records: list[bytes], partitions: int) -> float:
-    """Write the input round-robin over the partitions as a log shipper would (lz4 batches); returns seconds."""
+async def produce_input(
+    bootstrap: str, topic: str, records: list[bytes], partitions: int, timestamp_ms: int | None = None
+) -> float:
+    """Write the input round-robin over the partitions as a log shipper would (lz4 batches); returns seconds.
+
+    ``timestamp_ms``: every record's CreateTime (the worker's ingest time), for a backlog; default: send time."""
     import time
 
     producer = AIOKafkaProducer(
@@ -188,7 +192,7 @@ async def produce_input(bootstrap: str, topic: str, records: list[bytes], partit
     try:
         pending = []
         for n, value in enumerate(records):
-            pending.append(await producer.send(topic, value, partition=n % partitions))
+            pending.append(await producer.send(topic, value, partition=n % partitions, timestamp_ms=timestamp_ms))
             if len(pending) >= 20_000:
                 for future in pending:
                     await future

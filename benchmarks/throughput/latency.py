@@ -3,7 +3,9 @@
 The pacer sends at ``rate`` records per second (ticks of 2 ms, paced against the phase start so that slow
 ticks do not add up), writing its send time into each HTTP record (see :mod:`benchmarks.throughput.inputs`)
 and into the message's CreateTime. Its producer lingers 5 ms like the product's, and that wait is part of the
-measured latency, as a real shipper's batching would be. The probe reads the system's analytics topic and, per
+measured latency, as a real shipper's batching would be. The probe reads the system's analytics topic (for the
+product with the k-anonymous release on: its release topic, where the ingest writes each analytics record to wait
+for its window; a released record leaves an hour or more later by design) and, per
 record, takes ``receive time - produce time`` (its own clock and the pacer's are the same machine's), and also
 ``broker append time - produce time`` (the topic is LogAppendTime), which leaves out the probe's own fetch.
 """
@@ -114,8 +116,8 @@ class Probe:
             for messages in batches.values():
                 for message in messages:
                     with contextlib.suppress(Exception):
-                        marker = loads(message.value)["http"]["bytes"]
-                        if marker >= MARKER_FLOOR:
+                        marker = produced_marker(loads(message.value))
+                        if marker is not None:
                             self.produced_us.append(marker)
                             self.received.append(now)
                             self.appended.append(message.timestamp / 1000)
@@ -164,6 +166,13 @@ class Probe:
             "broker_append_p50_ms": _percentile(broker, 50),
             "broker_append_p99_ms": _percentile(broker, 99),
         }
+
+
+def produced_marker(message: dict[str, Any]) -> int | None:
+    """The produce time (us) an analytics record carries in ``http.bytes``, also inside a release row (``r``)."""
+    record = message.get("r", message)  # a release row wraps the analytics record (transforms/release.py)
+    value = record.get("http", {}).get("bytes") if isinstance(record, dict) else None
+    return value if isinstance(value, int) and value >= MARKER_FLOOR else None
 
 
 def _percentile(values: list[float], pct: float) -> float | None:

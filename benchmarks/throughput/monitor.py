@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -26,6 +27,14 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def current_rss_mb() -> float | None:
+    """This process's resident set size now (``VmRSS``) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def own_peak_rss_mb() -> float | None:
     return peak_rss_mb(psutil.Process().pid)
 
@@ -33,6 +42,18 @@ def own_peak_rss_mb() -> float | None:
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def quietest_stretch(
+    cpu_at: Callable[[float], float], start: float, end: float, length: float, step: float = 0.1
+) -> float:
+    """The least CPU seconds any ``length``-second stretch between ``start`` and ``end`` took (``cpu_at``: the
+    cumulative CPU at a moment). A wait of known length somewhere in that range took at least this much."""
+    if end - start <= length:
+        return max(0.0, cpu_at(end) - cpu_at(start))
+    stretches = int((end - start - length) / step) + 1
+    moments = [start + i * step for i in range(stretches)] + [end - length]
+    return max(0.0, min(cpu_at(t + length) - cpu_at(t) for t in moments))
 
 
 class Sampler:

@@ -21,12 +21,12 @@ REQUIRED = ("system", "events_per_s", "cpu_s_per_million", "peak_rss_mb", "p50_m
 class Goal:
     name: str
     target: str
-    value: Callable[[dict[str, dict[str, Any]], dict[str, Any] | None], float | None]
+    value: Callable[[dict[str, dict[str, Any]], dict[str, Any]], float | None]  # (rows by system, document)
     ok: Callable[[float], bool]
 
 
-def _ratio(a: str, b: str) -> Callable[[dict[str, dict[str, Any]], dict[str, Any] | None], float | None]:
-    def value(rows: dict[str, dict[str, Any]], _: dict[str, Any] | None) -> float | None:
+def _ratio(a: str, b: str) -> Callable[[dict[str, dict[str, Any]], dict[str, Any]], float | None]:
+    def value(rows: dict[str, dict[str, Any]], _: dict[str, Any]) -> float | None:
         top, bottom = rows.get(a, {}).get("events_per_s"), rows.get(b, {}).get("events_per_s")
         return round(top / bottom, 3) if top and bottom else None
 
@@ -50,8 +50,14 @@ GOALS = (
     Goal(
         "product 2 processes / 1 process (4 partitions)",
         ">= 1.6",
-        lambda _, scaling: (scaling or {}).get("ratio"),
+        lambda _, doc: (doc.get("product_scaling") or {}).get("ratio"),
         lambda v: v >= 1.6,
+    ),
+    Goal(
+        "product release on / release off throughput (issue 9)",
+        ">= 0.85",
+        lambda _, doc: (doc.get("product_release") or {}).get("ratio"),
+        lambda v: v >= 0.85,
     ),
 )
 
@@ -60,7 +66,7 @@ def evaluate_goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     rows = {row["system"]: row for row in doc["systems"]}
     out = []
     for goal in GOALS:
-        value = goal.value(rows, doc.get("product_scaling"))
+        value = goal.value(rows, doc)
         out.append(
             {
                 "goal": goal.name,
@@ -74,7 +80,7 @@ def evaluate_goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def ratios(doc: dict[str, Any]) -> dict[str, float | None]:
     rows = {row["system"]: row for row in doc["systems"]}
-    return {f"product/{name}": _ratio("product", name)(rows, None) for name in rows if name != "product"}
+    return {f"product/{name}": _ratio("product", name)(rows, doc) for name in rows if name != "product"}
 
 
 def check_document(doc: dict[str, Any]) -> None:
@@ -178,6 +184,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 else ""
             ),
         ]
+    lines += release_markdown(doc.get("product_release"))
     limit = next((r for r in doc["systems"] if r["system"] == "limit" and r.get("with_detector")), None)
     if limit:
         wd = limit["with_detector"]
@@ -217,6 +224,62 @@ def markdown(doc: dict[str, Any]) -> str:
     for note in doc.get("notes", []):
         lines.append(f"* Note: {note}")
     return "\n".join(lines) + "\n"
+
+
+def release_markdown(release: dict[str, Any] | None) -> list[str]:
+    """The side-by-side of the product with the k-anonymous release on and off, and its window state."""
+    if not release:
+        return []
+    if release.get("error"):
+        return ["", f"**product, release on vs off**: failed: {release['error'][-300:]}"]
+    lines = [
+        "",
+        "**product, k-anonymous release on (shipped) vs off** (`[analytics.release]` and `[analytics.aggregates]` "
+        f"disabled), alternating {' '.join(release['order'])} on the same input:",
+        "",
+        "| release | events/s (mean) | runs | CPU s / M events | peak RSS MB |",
+        "|---|---:|---|---:|---:|",
+        f"| on | {_fmt(release['on_events_per_s'])} | {', '.join(_fmt(v) for v in release['on_runs'])} | "
+        f"{_fmt(release['on_cpu_s_per_million'], 1)} | {_fmt(release['on_peak_rss_mb'])} |",
+        f"| off | {_fmt(release['off_events_per_s'])} | {', '.join(_fmt(v) for v in release['off_runs'])} | "
+        f"{_fmt(release['off_cpu_s_per_million'], 1)} | {_fmt(release['off_peak_rss_mb'])} |",
+        "",
+        f"On / off: ×{_fmt(release['ratio'], 3)} (goal ≥ 0.85). With the release on, events/s runs up to the release "
+        "stage's last output less its idle wait (closing the windows counted); the ingest and detector alone "
+        f"reached {_fmt(release['on_ingest_events_per_s'])} events/s, and the release stage finished "
+        f"{', '.join(_fmt(v, 2) for v in release['release_after_ingest_s'])} s after them. Peak RSS on − off: "
+        f"{_fmt(release['rss_difference_mb'], 1)} MB.",
+    ]
+    summary = release.get("on_summary")
+    if summary:
+        lines[-1] += (
+            f" The worker held {_fmt(summary['analytics_held'])} analytics rows, released "
+            f"{_fmt(summary['analytics_records'])} and suppressed {_fmt(summary['analytics_suppressed'])} "
+            f"({_fmt(summary['analytics_late'])} late) in {_fmt(summary['release_windows'])} windows, and wrote "
+            f"{_fmt(summary['aggregate_rows'])} aggregate rows (`/summary` of the first run with the release on)."
+        )
+    state = release.get("window_state")
+    if state:
+        held = state["held"]
+        sizes = state["sizes"]
+        lines += [
+            "",
+            f"Window state (`benchmarks.throughput.window_state`: the input's {_fmt(held['rows'])} release rows fed, "
+            f"poll by poll, to one `ReleaseStage` in its own process): {_fmt(held['open_records'])} rows of "
+            f"{_fmt(held['units'])} units held at the end ({_fmt(held['windows'])} windows over the run, "
+            f"{_fmt(held['daily_visitors'])} daily visitors), {_fmt(state['traced_mb'], 1)} MB traced "
+            f"({_fmt(state['traced_bytes_per_row'])} bytes a row; peak {_fmt(state['traced_peak_mb'], 1)} MB). "
+            "Adding and closing, per million rows, as the window grows:",
+            "",
+            "| rows | units | add s / M rows | close s / M rows | released | suppressed |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {_fmt(z['rows'])} | {_fmt(z['units'])} | {_fmt(z['add_s_per_million'], 1)} | "
+            f"{_fmt(z['close_s_per_million'], 1)} | {_fmt(z['released'])} | {_fmt(z['suppressed'])} |"
+            for z in sizes
+        ]
+    return lines
 
 
 def plot(doc: dict[str, Any], path: Path) -> bool:
