@@ -38,7 +38,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transforms.hierarchy import HIERARCHIES, Hierarchy
-from transforms.noise import DifferentialPrivacy, SetNoise, bound_contributions, build_window_noise
+from transforms.noise import DifferentialPrivacy, SetNoise, add_noise, bound_contributions, build_window_noise
 
 ANALYTICS_RELEASE_SCHEMA = "analytics/2"
 AGGREGATE_SCHEMA = "aggregate/1"
@@ -252,7 +252,9 @@ class ReleaseStage:
         self.closed_through = 0.0  # release windows ending at or before this are closed
         self._aggregate_closed: dict[int, float] = dict.fromkeys(aggregates.windows_s, 0.0)
         self._noise: list[SetNoise] | None = (
-            build_window_noise(aggregates.dp, len(aggregates.dimensions)) if aggregates.dp is not None else None
+            build_window_noise(aggregates.dp, len(aggregates.dimensions), release.k)
+            if aggregates.dp is not None
+            else None
         )
         self.late = 0
 
@@ -497,12 +499,13 @@ class ReleaseStage:
         dimension_sets = [(), *self.aggregate_params.dimensions]
         span = {"start": _iso(window.start), "end": _iso(window.end)}
         noise = self._noise
+        counts = self._aggregate_counts(window)
+        if noise is not None:
+            # Noise, and with it the selection of the dimension cells: OpenDP's threshold (at least k) applies to the
+            # noisy visitor count (transforms/noise.py says why).
+            counts = add_noise(counts, noise)
         rows = []
-        for (index, cell), (pageviews, visitors) in sorted(self._aggregate_counts(window).items(), key=_cell_order):
-            if noise is not None:
-                # Noise before the threshold: k is applied to the noisy visitors (cell selection itself is not
-                # covered by the DP guarantee; transforms/noise.py says why).
-                pageviews, visitors = noise[index].pageviews(pageviews), noise[index].visitors(visitors)
+        for (index, cell), (pageviews, visitors) in sorted(counts.items(), key=_cell_order):
             if index and visitors < k:
                 continue  # a cell of fewer than k visitors says something about each of them
             row: dict[str, Any] = {

@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from transforms.noise import MECHANISM, CountNoise, DifferentialPrivacy, bound_contributions, build_window_noise
+from transforms.noise import (
+    MECHANISM,
+    CellSelection,
+    CountNoise,
+    DifferentialPrivacy,
+    add_noise,
+    bound_contributions,
+    build_window_noise,
+)
 
 DRAWS = 4000
 
@@ -71,22 +79,75 @@ def test_two_runs_draw_different_noise() -> None:
 
 
 def test_the_window_budget_is_split_evenly_and_adds_up_to_epsilon() -> None:
-    params = DifferentialPrivacy(epsilon=1.0, max_pageviews=20, max_cells=4)
-    noises = build_window_noise(params, dimension_sets=6)
+    params = DifferentialPrivacy(epsilon=1.0, delta=1e-6, max_pageviews=20, max_cells=4)
+    noises = build_window_noise(params, dimension_sets=6, k=5)
     assert len(noises) == 7  # the all-traffic row and six dimension sets
     assert sum(n.pageviews.epsilon + n.visitors.epsilon for n in noises) == pytest.approx(1.0)
+    assert isinstance(noises[0].visitors, CountNoise)  # the all-traffic row is always there: no selection
+    selections = [n.visitors for n in noises[1:]]
+    assert all(isinstance(s, CellSelection) for s in selections)
+    assert sum(s.delta for s in selections if isinstance(s, CellSelection)) == pytest.approx(1e-6)
     assert (noises[0].pageviews.sensitivity, noises[0].visitors.sensitivity) == (20, 1)  # one cell per visitor
-    assert all((n.pageviews.sensitivity, n.visitors.sensitivity) == (80, 4) for n in noises[1:])
+    assert all(n.pageviews.sensitivity == 80 for n in noises[1:])  # four cells of twenty pageviews
+    assert all(n.visitors.scale == pytest.approx(56.0) for n in noises[1:])  # four cells changed by one
     described = noises[0].describe()
     assert described["mechanism"] == "discrete_laplace"
     assert described["scale"] == {"pageviews": pytest.approx(280.0), "visitors": pytest.approx(14.0)}
     assert described["epsilon"] == pytest.approx(1 / 7)
 
 
-@pytest.mark.parametrize("bad", [{"epsilon": 0}, {"epsilon": 1, "max_pageviews": 0}, {"epsilon": 1, "delta": 1e-6}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"epsilon": 0}, {"epsilon": 1, "max_pageviews": 0}, {"epsilon": 1, "delta": 0.5}, {"epsilon": 1, "sigma": 1}],
+)
 def test_dp_settings_are_checked_once(bad: dict[str, float]) -> None:
     with pytest.raises(ValidationError):
         DifferentialPrivacy.model_validate(bad)
+
+
+# --- which cells appear: OpenDP's Laplace threshold -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "delta", "max_cells", "k"), [(1 / 14, 1e-6 / 6, 4, 5), (1.0, 1e-6, 1, 5), (5.0, 1e-3, 1, 10)]
+)
+def test_the_threshold_is_the_smallest_at_least_k_that_opendp_says_spends_delta(
+    epsilon: float, delta: float, max_cells: int, k: int
+) -> None:
+    selection = CellSelection.build(epsilon, delta, max_cells, k)
+    assert selection.scale == pytest.approx(max_cells / epsilon, rel=1e-12)
+    assert selection.threshold >= k
+    dp.enable_features("contrib")
+    domain = dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T="i64"))
+    metric = dp.l01inf_distance(dp.absolute_distance(T="i64"))
+
+    def spent(threshold: int) -> tuple[float, float]:
+        measurement = dp.m.make_laplace_threshold(domain, metric, scale=selection.scale, threshold=threshold)
+        return measurement.map((max_cells, max_cells, 1))  # type: ignore[no-any-return]
+
+    assert spent(selection.threshold)[0] <= epsilon
+    assert spent(selection.threshold)[1] <= delta
+    assert selection.threshold == k or spent(selection.threshold - 1)[1] > delta
+
+
+def test_a_cell_far_below_the_threshold_never_appears_and_one_far_above_always_does() -> None:
+    """Scale 1, delta 1e-9: a cell of one visitor passes with probability below 1e-9 per draw (1e-6 a run)."""
+    selection = CellSelection.build(1.0, 1e-9, 1, 5)
+    kept = [selection({"rare": 1, "common": 1000}) for _ in range(1000)]
+    assert all("rare" not in draw for draw in kept)
+    assert all(abs(draw["common"] - 1000) < 30 for draw in kept)
+    assert len({draw["common"] for draw in kept}) > 1
+
+
+def test_add_noise_keeps_the_all_traffic_cell_and_selects_dimension_cells() -> None:
+    dp_params = DifferentialPrivacy(epsilon=10.0, delta=1e-9, max_pageviews=5, max_cells=1)
+    noises = build_window_noise(dp_params, 1, k=5)  # FR passes with probability below 1e-9 a draw
+    counts = {(0, ()): (3, 2), (1, ("DE",)): (500, 400), (1, ("FR",)): (1, 1)}
+    for _ in range(200):
+        noisy = add_noise(counts, noises)
+        assert set(noisy) == {(0, ()), (1, ("DE",))}  # the all-traffic row even with two visitors; FR never
+        assert all(pageviews >= 0 and visitors >= 0 for pageviews, visitors in noisy.values())
+        assert noisy[(1, ("DE",))][1] >= noises[1].visitors.threshold  # type: ignore[union-attr]
 
 
 # --- contribution bounding (deterministic: no noise) -------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -13,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import load_policy
-from transforms.noise import DifferentialPrivacy, SetNoise
+from transforms.noise import DifferentialPrivacy
 from transforms.release import AggregateParams, ReleaseParams, ReleaseRow, ReleaseStage, release_rows
 
 POLICY = load_policy()
@@ -201,20 +200,24 @@ def test_aggregate_windows_must_divide_a_day() -> None:
 # --- differential privacy (analytics.aggregates.dp; transforms/noise.py) -------------------------------------------
 
 DP = AGGREGATES.model_copy(update={"dp": DifferentialPrivacy(epsilon=1.0, max_pageviews=20, max_cells=4)})
+# Epsilon 20 a window: dimension cells of a few dozen visitors pass the selection (threshold 47, not 914).
+LOOSE_DP = AGGREGATES.model_copy(update={"dp": DifferentialPrivacy(epsilon=20.0, max_pageviews=20, max_cells=4)})
 
 
 def _aggregate_rows(stage: ReleaseStage, rows: list[ReleaseRow]) -> list[dict[str, Any]]:
     return [r for w in release_rows(rows, stage) if w.kind == "aggregates" for r in w.records]
 
 
-def _shifted(stage: ReleaseStage, by: int = 0) -> ReleaseStage:
-    """The stage with every count's noise replaced by ``count + by``: its pre-noise values, made visible."""
-    assert stage._noise is not None
-    stage._noise = [
-        SetNoise(*(replace(noise, _measurement=lambda count: count + by) for noise in (s.pageviews, s.visitors)))
-        for s in stage._noise
-    ]
-    return stage
+def _pre_noise(aggregates: AggregateParams, rows: list[ReleaseRow]) -> dict[Any, tuple[int, int]]:
+    """The bounded counts of every open aggregate window, before noise: what stream and file mode must agree on."""
+    stage = ReleaseStage(RELEASE, aggregates)
+    for row in rows:
+        stage.add(row)
+    return {
+        (key, cell): counts
+        for key, window in stage._aggregates.items()
+        for cell, counts in stage._aggregate_counts(window).items()
+    }
 
 
 def test_the_shipped_policy_counts_exactly() -> None:
@@ -226,17 +229,31 @@ def test_the_shipped_policy_counts_exactly() -> None:
 def test_with_dp_every_row_states_its_mechanism_and_scales() -> None:
     rows = _rows([(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(30)])
     released = _aggregate_rows(ReleaseStage(RELEASE, DP), rows)
-    totals = [row for row in released if row["dimensions"] == {}]
-    assert len(totals) == 2  # the all-traffic row of the hour and of the day, whatever the noise
+    assert [row["dimensions"] for row in released] == [{}, {}]  # hour and day: 30 visitors are far below 914
     for row in released:
         noise = row["noise"]
         assert noise["mechanism"] == "discrete_laplace"
-        # epsilon 1 over 7 sets x 2 counts: 1/14 each; all-traffic sensitivity 20 and 1, a set's 4 x 20 and 4
-        expected = (280.0, 14.0) if row["dimensions"] == {} else (1120.0, 56.0)
-        assert (noise["scale"]["pageviews"], noise["scale"]["visitors"]) == pytest.approx(expected)
+        # epsilon 1 over 7 sets x 2 counts: 1/14 each; the all-traffic sensitivities are 20 and 1
+        assert (noise["scale"]["pageviews"], noise["scale"]["visitors"]) == pytest.approx((280.0, 14.0))
         assert noise["epsilon"] == pytest.approx(1 / 7)
         assert row["pageviews"] >= 0
         assert row["visitors"] >= 0
+
+
+def test_with_dp_dimension_rows_are_selected_on_the_noisy_count_and_say_so() -> None:
+    draw = [(u, 0, "DE", 0, "/docs/a", 200, 5, 30.0 * u) for u in range(100)]  # a hundred visitors in Germany
+    draw.append((999, 0, "FR", 1, "/docs/a", 404, 5, 30.0))  # one in France
+    for _ in range(5):
+        rows = _aggregate_rows(ReleaseStage(RELEASE, LOOSE_DP), _rows(draw))
+        countries = [r for r in rows if "country" in r["dimensions"]]
+        assert {r["dimensions"]["country"] for r in countries} == {"DE"}  # France never: far below the threshold
+        for row in (r for r in rows if r["dimensions"]):
+            noise = row["noise"]
+            assert noise["threshold"] >= RELEASE.k
+            assert row["visitors"] >= noise["threshold"]  # k (and more) holds for the noisy count
+            assert noise["delta"] == pytest.approx(1e-6 / 6)
+            # a set's sensitivities: four cells of twenty pageviews, four cells changed by one; epsilon 20/14 each
+            assert (noise["scale"]["pageviews"], noise["scale"]["visitors"]) == pytest.approx((56.0, 2.8))
 
 
 def test_with_dp_the_counts_are_noisy_and_centred_on_the_bounded_truth() -> None:
@@ -254,25 +271,15 @@ def test_with_dp_the_counts_are_noisy_and_centred_on_the_bounded_truth() -> None
 def test_with_dp_each_visitor_counts_at_most_max_pageviews_and_max_cells() -> None:
     heavy = [(1, 0, "DE", 0, f"/docs/{p}", 200, 5, 10.0 + p) for p in range(50)]  # 50 pageviews on 50 paths
     light = [(u, 0, "DE", 0, "/docs/0", 200, 5, 60.0 * u) for u in range(2, 8)]  # six visitors, one page each
-    stage = _shifted(ReleaseStage(RELEASE, DP))
-    hour = [r for r in _aggregate_rows(stage, _rows(heavy + light)) if r["window"]["end"].endswith("11:00:00Z")]
-    total = next(r for r in hour if r["dimensions"] == {})
-    assert (total["pageviews"], total["visitors"]) == (20 + 6, 7)  # the heavy visitor counts 20 of its 50
-    paths = {r["dimensions"]["path"]: (r["pageviews"], r["visitors"]) for r in hour if "path" in r["dimensions"]}
-    # Its four kept paths are the smallest keys (one pageview each, a tie): /docs/0, /docs/1, /docs/10, /docs/11;
-    # only /docs/0 reaches k visitors (the six light ones and the heavy one).
-    assert paths == {"/docs/0": (7, 7)}
-    countries = {r["dimensions"]["country"]: r["pageviews"] for r in hour if "country" in r["dimensions"]}
-    assert countries == {"DE": 26}
-
-
-def test_with_dp_k_applies_to_the_noisy_visitor_count() -> None:
-    draw = [(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(5)]  # exactly k visitors in Germany
-    exact = _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP)), _rows(draw))
-    lowered = _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP), by=-1), _rows(draw))
-    assert {r["dimensions"].get("country") for r in exact} == {None, "DE"}
-    assert {r["dimensions"].get("country") for r in lowered} == {None}  # noise took it below k: suppressed
-    assert all(r["visitors"] == 4 for r in lowered)  # the all-traffic rows stay, with their noisy count
+    counts = _pre_noise(DP, _rows(heavy + light))
+    hour = {cell: n for ((size, _), cell), n in counts.items() if size == 3600}
+    assert hour[(0, ())] == (20 + 6, 7)  # the heavy visitor counts 20 of its 50 pageviews
+    # Its four kept paths: one pageview each (a tie), so the smallest keys: /docs/0, /docs/1, /docs/10, /docs/11.
+    paths = {cell[0]: n for (index, cell), n in hour.items() if index == 1}
+    assert paths == {"/docs/0": (7, 7), "/docs/1": (1, 1), "/docs/10": (1, 1), "/docs/11": (1, 1)}
+    assert hour[(2, ("DE",))] == (26, 7)
+    exact = _pre_noise(AGGREGATES, _rows(heavy + light))
+    assert exact[((3600, T0), (0, ()))] == (56, 7)  # without DP nothing is bounded
 
 
 def test_with_dp_the_pre_noise_counts_do_not_depend_on_arrival_order() -> None:
@@ -284,14 +291,6 @@ def test_with_dp_the_pre_noise_counts_do_not_depend_on_arrival_order() -> None:
     ]  # fmt: skip
     rows = _rows(draw)
     shuffled = sorted(rows, key=lambda r: r.time + rng.uniform(0, 60))
-
-    def flat(rs: list[ReleaseRow]) -> Counter[bytes]:
-        return Counter(orjson.dumps(r) for r in _aggregate_rows(_shifted(ReleaseStage(RELEASE, DP)), rs))
-
-    assert flat(shuffled) == flat(rows)
-
-    def path_visits(stage: ReleaseStage) -> int:
-        return sum(r["visitors"] for r in _aggregate_rows(stage, rows) if "path" in r["dimensions"])
-
+    assert _pre_noise(DP, shuffled) == _pre_noise(DP, rows)
     # The bound bit (visitors with five paths kept four), so which cells it kept mattered and did not move.
-    assert path_visits(_shifted(ReleaseStage(RELEASE, DP))) < path_visits(ReleaseStage(RELEASE, AGGREGATES))
+    assert _pre_noise(DP, rows) != _pre_noise(AGGREGATES, rows)
