@@ -348,16 +348,28 @@ def _jsonl(path: Path) -> list[dict[str, object]]:
 def cmd_privacy_report(args: argparse.Namespace) -> int:
     from pipeline.privacy_report import privacy_report, render_report
 
-    folder: Path = args.dir
-    if not (folder / "analytics.jsonl").exists():
-        raise ConfigError(f"privacy-report: no analytics.jsonl in {folder}")
-    try:
-        analytics = _jsonl(folder / "analytics.jsonl")
-        summary_path = folder / "summary.json"
-        summary = orjson.loads(summary_path.read_bytes()) if summary_path.exists() else None
-        abuse, aggregates = _jsonl(folder / "abuse.jsonl"), _jsonl(folder / "aggregates.jsonl")
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"privacy-report: a file in {folder} is not JSON lines (at position {exc.pos})") from None
+    if args.dir is None:
+        if args.start is None or args.end is None:
+            raise ConfigError(
+                "privacy-report: give a folder, or --from and --to to read the topics (PSEUDO_* settings)"
+            )
+        from pipeline.topics import read_time_range
+
+        settings = _settings(args)
+        topics = (settings.analytics_topic, settings.abuse_topic, settings.aggregates_topic)
+        analytics, abuse, aggregates = asyncio.run(read_time_range(settings.bootstrap, topics, args.start, args.end))
+        summary = None
+    else:
+        folder: Path = args.dir
+        if not (folder / "analytics.jsonl").exists():
+            raise ConfigError(f"privacy-report: no analytics.jsonl in {folder}")
+        try:
+            analytics = _jsonl(folder / "analytics.jsonl")
+            summary_path = folder / "summary.json"
+            summary = orjson.loads(summary_path.read_bytes()) if summary_path.exists() else None
+            abuse, aggregates = _jsonl(folder / "abuse.jsonl"), _jsonl(folder / "aggregates.jsonl")
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"privacy-report: a file in {folder} is not JSON lines (at position {exc.pos})") from None
     # analytics/1 pseudonyms live a day and its visitor is the unit; its times are minutes.
     old = bool(analytics) and all(r.get("schema") == "analytics/1" for r in analytics)
     report = privacy_report(
@@ -511,7 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
         "privacy-report",
         help="what a release lets an analyst learn: k of unit profiles, linking attacks, abuse join (DIR of `process`)",
     )
-    p.add_argument("dir", type=Path, metavar="DIR", help="folder with analytics.jsonl (and abuse, aggregates, summary)")
+    p.add_argument(
+        "dir", type=Path, nargs="?", metavar="DIR", help="folder with analytics.jsonl (and abuse, aggregates, summary)"
+    )
+    p.add_argument(
+        "--from", dest="start", type=_iso, help="without DIR: read the output topics, records from this time"
+    )
+    p.add_argument("--to", dest="end", type=_iso, help="... up to (not including) this time")
+    p.add_argument("--broker", help="Kafka bootstrap, kafka://host:port (default: PSEUDO_BROKER)")
     p.add_argument(
         "--unit",
         help="the field one unit of protection is (default: analytics/1 client.visitor, else client.pseudonym)",

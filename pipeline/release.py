@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
 from config.settings import Settings
@@ -113,6 +114,9 @@ class ReleaseService(Service):
             Output.AGGREGATES: settings.aggregates_topic,
         }
         self._polls = 0
+        self._admin: Any = None  # an AIOKafkaAdminClient, started with the service
+        self._offsets: Any = None  # a group-less consumer that reads the input's end offsets
+        self._drained_checked_at = 0.0
 
     @property
     def group_id(self) -> str:
@@ -129,6 +133,10 @@ class ReleaseService(Service):
             max_batch_size=settings.producer_batch_bytes,
         )
         await self._producer.start()
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=self.group_id)
+        await self._admin.start()
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+        await self._offsets.start()
         for topic in (*self._names.values(), settings.release_progress_topic):
             self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
         self._consumer = AIOKafkaConsumer(
@@ -152,6 +160,10 @@ class ReleaseService(Service):
                     await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+            if self._offsets is not None:
+                await self._offsets.stop()
+            if self._admin is not None:
+                await self._admin.close()
 
     # --- partitions ----------------------------------------------------------------------------------------
     async def _read_progress(self) -> dict[int, Progress]:
@@ -224,14 +236,20 @@ class ReleaseService(Service):
             read.add(tp.partition)
         idle_after = self._settings.release_idle_close_s
         wall_limit = _wall_clock() - self._release.max_delay_s
+        idle = [
+            p
+            for p, partition in self._partitions.items()
+            if p not in read and now - partition.last_row_wall >= idle_after and partition.stage.open_windows()
+        ]
+        drained = bool(idle) and await self._input_drained(now)
         written: dict[TopicPartition, _Partition] = {}
         for p, partition in self._partitions.items():
             stage = partition.stage
             if p in read:
                 closed = stage.close_due()
-            elif now - partition.last_row_wall >= idle_after and stage.open_windows():
-                # An idle input: nothing else can arrive to move event time on, so wall-clock time does (a window
-                # closes once it ended max_delay_s ago; a replay of old logs closes everything it holds).
+            elif p in idle and drained:
+                # An idle, fully read input: nothing else can arrive to move event time on, so wall-clock time does
+                # (a window closes once it ended max_delay_s ago; a replay of old logs closes everything it holds).
                 closed = stage.close_due(max(stage.due(), wall_limit))
                 if not closed:
                     continue
@@ -244,6 +262,25 @@ class ReleaseService(Service):
         await asyncio.gather(*(batch.delivered for batch in await outputs.send_batches()))
         # Only now, with the outputs and the progress record acknowledged, may the offsets move on.
         await self._consumer.commit({tp: self._commit_offset(partition) for tp, partition in written.items()})
+
+    async def _input_drained(self, now: float) -> bool:
+        """Whether the ingest has read and committed the whole input topic: only then is a quiet release topic
+        the end of the input rather than a pause (an ingest stalled for seconds closed windows early and made
+        the rest of their rows late: found by the stream/file equality test). Asked at most once a second."""
+        if now < self._drained_checked_at + 1.0:
+            return False
+        self._drained_checked_at = now
+        settings = self._settings
+        try:
+            described = await self._admin.describe_topics([settings.input_topic])
+            count = len(described[0]["partitions"])
+            partitions = [TopicPartition(settings.input_topic, p) for p in range(count)]
+            ends = await self._offsets.end_offsets(partitions)
+            committed = await self._admin.list_consumer_group_offsets(f"{settings.app_id}-ingest")
+        except Exception:  # a broker hiccup only postpones closing; the next check retries
+            log.warning("release: could not read the ingest's progress; idle windows stay open for now")
+            return False
+        return all(committed.get(tp) is not None and committed[tp].offset >= end for tp, end in ends.items() if end)
 
     def _add(self, partition: _Partition, offset: int, value: bytes) -> None:
         stage = partition.stage

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
@@ -123,3 +126,72 @@ async def _wait_until_listed(admin: AIOKafkaAdminClient, names: list[str]) -> No
             listed = ", ".join(sorted(absent))
             raise ConfigError(f"topic(s) created but not listed by the broker after {VISIBLE_WITHIN_S:.0f} s: {listed}")
         await asyncio.sleep(0.2)
+
+
+async def read_time_range(
+    bootstrap: str, topics: tuple[str, ...], start: datetime, end: datetime
+) -> tuple[list[dict[str, Any]], ...]:
+    """The records of each topic whose own time (``time``, or an aggregate's window start) is in [start, end).
+
+    Reads from the first message produced at or after ``start`` (a record is produced after the time it
+    describes) to each partition's end as of the call; a record that is not a JSON object is skipped.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        raise ConfigError(f"cannot reach a Kafka broker at {bootstrap} (PSEUDO_BROKER or --broker)") from None
+    low, high = start.timestamp(), end.timestamp()
+    found: dict[str, list[dict[str, Any]]] = {topic: [] for topic in topics}
+    try:
+        partitions = [TopicPartition(topic, p) for topic, count in (await _partition_counts(bootstrap, topics)).items()
+                      for p in range(count)]  # fmt: skip
+        if not partitions:
+            return tuple(found[t] for t in topics)
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.offsets_for_times({tp: int(low * 1000) for tp in partitions})
+        for tp in partitions:
+            at = starts.get(tp)
+            consumer.seek(tp, at.offset if at is not None else ends[tp])
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+                for message in messages:
+                    if message.offset >= ends[tp]:
+                        continue
+                    try:
+                        record = orjson.loads(message.value or b"")
+                    except orjson.JSONDecodeError:
+                        continue
+                    when = _record_time(record)
+                    if when is not None and low <= when < high:
+                        found[tp.topic].append(record)
+    finally:
+        await consumer.stop()
+    return tuple(found[t] for t in topics)
+
+
+async def _partition_counts(bootstrap: str, topics: tuple[str, ...]) -> dict[str, int]:
+    """Partitions per existing topic, from the broker (a consumer's metadata lists only what it subscribed to)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {str(t["topic"]): len(t["partitions"]) for t in described if not t["error_code"] and t["partitions"]}
+
+
+def _record_time(record: Any) -> float | None:
+    if not isinstance(record, dict):
+        return None
+    text = record.get("time")
+    if not isinstance(text, str):
+        window = record.get("window")
+        text = window.get("start") if isinstance(window, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -117,6 +117,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "log": log_path.read_bytes(),
         "keys": keys,
         "tmp": tmp,
+        "env": env,
     }
 
 
@@ -282,7 +283,20 @@ def test_file_mode_gives_the_same_records_as_the_stream(run: dict[str, Any]) -> 
     for name in ("analytics", "abuse", "aggregates"):
         stream = stable([v for _, v in run["outputs"][name]])
         files = stable((out_dir / f"{name}.jsonl").read_bytes().splitlines())
-        assert stream == files, name
+        assert stream == files, (name, list((stream - files).items())[:3], list((files - stream).items())[:3])
+
+    # The privacy report reads the same release from the topics (a time range) as from the files.
+    report = [sys.executable, "-m", "pipeline.cli", "privacy-report", "--json"]
+    from_files = subprocess.run([*report, str(out_dir)], cwd=ROOT, capture_output=True, check=True)
+    span = ["--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z"]  # every record of the run
+    from_topics = subprocess.run([*report, *span], env=run["env"], cwd=ROOT, capture_output=True, check=False)
+    assert from_topics.returncode == 0, from_topics.stderr.decode()[-2000:]
+    files_report, topics_report = orjson.loads(from_files.stdout), orjson.loads(from_topics.stdout)
+    assert files_report["records"] > 100
+    for part in ("records", "k_distribution", "uniqueness", "linking", "abuse_join", "aggregates"):
+        assert topics_report[part] == files_report[part], part
+    assert files_report["k_distribution"]["min_k"] >= 5
+    assert files_report["abuse_join"]["exactly_one"] == 0
 
 
 def test_lookup_finds_the_subject_of_a_real_source(run: dict[str, Any]) -> None:
