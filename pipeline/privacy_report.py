@@ -45,6 +45,10 @@ LINK_ATTACKS = {
     "prefix": "the released prefix alone",
     "device": "country + ASN + browser/major + OS + device",
     "device_paths": "country + ASN + browser/major + OS + device, ties broken by path overlap",
+    # The same fingerprints, but the attacker commits to a link only when exactly one earlier unit matches:
+    # "found" then means singled out, as in the issue's before-figures, not "guessed among many".
+    "prefix_unique": "the released prefix alone, only where it matches one earlier unit",
+    "device_unique": "country + ASN + browser/major + OS + device, only where it matches one earlier unit",
 }
 REPORT_SCHEMA = "privacy-report/1"
 _DEVICE_FIELDS = (
@@ -382,6 +386,8 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 def _link(attack: str, u: Unit, pool: list[Unit], paths: Mapping[str, frozenset[str]]) -> list[Unit]:
     """The candidates an attack links ``u`` to (several: a random pick among them; none: no link)."""
+    if attack.endswith("_unique"):
+        return pool if len(pool) == 1 else []
     if attack != "device_paths" or len(pool) < 2:
         return pool
     scores = [_jaccard(paths[u.value], paths[c.value]) for c in pool]
@@ -416,7 +422,7 @@ def linking_attacks(release: Release, truth: GroundTruth | None = None) -> dict[
     paths = {u.value: _paths(u) for w in windows for u in release.windows[w]}
     results = {}
     for attack, description in LINK_ATTACKS.items():
-        by_fingerprint = indexes["prefix" if attack == "prefix" else "device"]
+        by_fingerprint = indexes["prefix" if attack.startswith("prefix") else "device"]
         tally: Counter[str] = Counter()
         right = 0.0
         for position, b in enumerate(windows):

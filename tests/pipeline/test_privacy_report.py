@@ -177,6 +177,17 @@ def test_a_shared_prefix_gives_expected_right_of_one_over_candidates() -> None:
     assert result["right"] == 0.5
 
 
+def test_the_unique_attack_commits_only_to_a_single_candidate() -> None:
+    """Behind a shared prefix the committing attacker abstains (found 0); behind a unique one it links, right."""
+    shared = [rec("a10", AT_10), rec("b10", AT_10), rec("a11", AT_11)]
+    truth = GroundTruth(identity={"a10": "A", "b10": "B", "a11": "A"})
+    result = linking_attacks(read(shared), truth)["prefix_unique"]
+    assert (result["links"], result["returning"], result["found"]) == (0, 1, 0.0)
+    unique = [rec("a10", AT_10, prefix="10.1.2.0/24"), rec("b10", AT_10), rec("a11", AT_11, prefix="10.1.2.0/24")]
+    result = linking_attacks(read(unique), truth)["prefix_unique"]
+    assert (result["links"], result["found"], result["right"]) == (1, 1.0, 1.0)
+
+
 def test_a_link_to_someone_else_is_wrong() -> None:
     """A newcomer behind a returning prefix is linked, wrongly; it is not a returning unit."""
     records = [rec("a10", AT_10), rec("c11", AT_11)]
