@@ -1,10 +1,11 @@
 """Privacy and utility of the analytics release, before and after the k-anonymous release (issue 9).
 
 ``python -m benchmarks.privacy_eval`` runs the file mode on the shared Elastic access log (2015-05-17/18)
-three times with one fresh keyring: BEFORE (the policy with ``analytics.release`` and aggregates off: the
-``analytics/1`` per-record release with daily pseudonyms), AFTER with the shipped policy (k = 5) and AFTER with
-k = 10. Each release goes through :func:`pipeline.privacy_report.privacy_report`, scored with ground truth
-built from the raw log and the keyring: each raw line's address, user agent and time give the pseudonym its
+with one fresh keyring: BEFORE (the policy with ``analytics.release`` and aggregates off: the ``analytics/1``
+per-record release with daily pseudonyms), AFTER with the shipped policy (k = 5) and AFTER with k = 10, and each
+AFTER again with differential privacy on the aggregates (``analytics.aggregates.dp``: the policy's commented
+example, or ``--dp``). Each release goes through :func:`pipeline.privacy_report.privacy_report`, scored with
+ground truth built from the raw log and the keyring: each raw line's address, user agent and time give the pseudonym its
 record carries (the same :class:`~transforms.pseudonymize.Pseudonymizer` calls as the pipeline), so the
 linking attacks know which of their links are right. Only the benchmark holds that truth; the attacks see the
 release alone.
@@ -16,7 +17,11 @@ Decisions where the issue is silent:
   :class:`~transforms.useragent.UserAgentReducer`); every unit is a candidate;
 - the abuse join counts every abuse event (human or not): the goal is about events, not visitors;
 - utility truth is the BEFORE release itself (one record per input record, exact country, browser, device and
-  daily visitor pseudonym), so every AFTER figure is an error against what was there to count.
+  daily visitor pseudonym), so every AFTER figure is an error against what was there to count;
+- DP noise is random (OpenDP draws from the operating system, no seed), so a DP variant's utility is the mean
+  over ``--dp-runs`` file-mode runs (its worst run is kept beside it); the per-record release does not depend on
+  DP, so its privacy figures are those of one run. The error that contribution bounding alone causes (pre-noise)
+  is computed from the BEFORE records with the same bound, to tell bias from noise.
 
 Writes ``benchmarks/results/privacy.json`` and ``privacy.md``. Exits 0 with a message when the shared data
 is absent.
@@ -27,8 +32,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import statistics
 import sys
 import tempfile
+import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,6 +78,7 @@ class Variant:
     window_s: int
     k: int
     time_granularity_s: float | None
+    dp: bool = False
 
 
 def _set_in_table(text: str, table: str, key: str, value: str) -> str:
@@ -82,8 +90,15 @@ def _set_in_table(text: str, table: str, key: str, value: str) -> str:
     return changed
 
 
-def variants(policy_text: str, ks: Iterable[int]) -> list[Variant]:
-    """BEFORE and one AFTER per k; only BEFORE when the policy has no release section yet."""
+def policy_dp_example(policy_text: str) -> str | None:
+    """The ``dp = {...}`` settings the policy shows, commented out, in ``[analytics.aggregates]`` (None: none)."""
+    found = re.search(r"^\[analytics\.aggregates\]\n(?:(?!^\[).*\n)*?#\s*dp = (\{[^\n]*\})", policy_text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def variants(policy_text: str, ks: Iterable[int], dp: str | None = None) -> list[Variant]:
+    """BEFORE and one AFTER per k, and with ``dp`` (a TOML inline table) one AFTER with DP per k; only BEFORE
+    when the policy has no release section yet."""
     if "[analytics.release]" not in policy_text:
         return [Variant("before", policy_text, "client.visitor", DAY, 5, 60.0)]
     before = _set_in_table(policy_text, "analytics.release", "enabled", "false")
@@ -92,9 +107,15 @@ def variants(policy_text: str, ks: Iterable[int]) -> list[Variant]:
     found = [Variant("before", before, "client.visitor", DAY, 5, 60.0)]
     window = re.search(r"^\[analytics\.release\]\n(?:(?!^\[).*\n)*?window_s = (\d+)", policy_text, re.MULTILINE)
     window_s = int(window.group(1)) if window else 3600
+    ks = list(ks)
     for k in ks:
         text = _set_in_table(policy_text, "analytics.release", "k", str(k))
         found.append(Variant(f"after k={k}", text, "client.pseudonym", window_s, k, None))
+    if dp is not None and "[analytics.aggregates]" in policy_text:
+        for k in ks:
+            text = _set_in_table(policy_text, "analytics.release", "k", str(k))
+            text = text.replace("[analytics.aggregates]\n", f"[analytics.aggregates]\ndp = {dp}\n", 1)
+            found.append(Variant(f"after k={k} DP", text, "client.pseudonym", window_s, k, None, dp=True))
     return found
 
 
@@ -210,6 +231,64 @@ def released_counts(rows: Iterable[Mapping[str, Any]]) -> Cells:
     return cells
 
 
+def bounding_error(records: Iterable[Mapping[str, Any]], max_pageviews: int) -> dict[str, Any]:
+    """Daily pageviews lost to the DP bound alone (each visitor counts at most ``max_pageviews`` a day), pre-noise.
+
+    The all-traffic row holds one cell per visitor, so visitors lose nothing there; per dimension cells, the
+    ``max_cells`` bound also applies (not computed here).
+    """
+    per_visitor: Counter[tuple[str, str]] = Counter()
+    for record in records:
+        visitor = (record.get("client") or {}).get("visitor")
+        if visitor is not None:
+            per_visitor[(str(record.get("time", ""))[:10], visitor)] += 1
+    days = sorted({day for day, _ in per_visitor})
+    errors = []
+    for day in days:
+        counts = [n for (d, _), n in per_visitor.items() if d == day]
+        errors.append((sum(min(n, max_pageviews) for n in counts) - sum(counts)) / sum(counts))
+    return {"days": days, "pageviews_error": errors, "max_pageviews": max_pageviews}
+
+
+def dp_threshold(variant: Variant) -> int | None:
+    """The noisy visitor count a dimension cell must reach under the variant's DP settings (None: no sets)."""
+    from transforms.noise import CellSelection, DifferentialPrivacy, build_window_noise
+
+    aggregates = tomllib.loads(variant.policy)["analytics"]["aggregates"]
+    noises = build_window_noise(DifferentialPrivacy(**aggregates["dp"]), len(aggregates["dimensions"]), variant.k)
+    selection = noises[-1].visitors
+    return selection.threshold if isinstance(selection, CellSelection) else None
+
+
+def mean_utility(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of several :func:`utility` results (noisy releases): signed errors per day, worst-day errors
+    (mean, and the worst run), and per dimension coverage and MARE."""
+
+    def mean(values: Iterable[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.fmean(present) if present else None
+
+    out: dict[str, Any] = {"days": runs[0]["days"], "runs": len(runs)}
+    for measure in ("pageviews", "visitors"):
+        out[f"{measure}_error"] = [mean(day) for day in zip(*(r[f"{measure}_error"] for r in runs), strict=True)]
+        worst = [r[f"{measure}_max_abs_error"] for r in runs]
+        out[f"{measure}_max_abs_error"] = mean(worst)
+        out[f"{measure}_max_abs_error_worst_run"] = None if None in worst else max(worst)
+    for name in UTILITY_DIMENSIONS:
+        out[name] = {key: mean(r[name][key] for r in runs) for key in runs[0][name]}
+    return out
+
+
+def daily_noise(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What the day windows' all-traffic rows state about their noise (the same for every day)."""
+    for row in rows:
+        window = row.get("window") or {}
+        start, end = str(window.get("start", "")), str(window.get("end", ""))
+        if row.get("dimensions") == {} and start[:10] != end[:10] and "noise" in row:
+            return dict(row["noise"])
+    return None
+
+
 def utility(truth: Cells, released: Cells) -> dict[str, Any]:
     """Error of the released daily counts against the truth: totals, and per dimension coverage and MARE."""
     days = sorted({day for day, name, _ in truth if name is None})
@@ -293,8 +372,17 @@ def single_address_prefixes(release: Release, truth: GroundTruth) -> dict[str, A
     return {"prefixes": len(behind), "single": single, "share": single / len(behind) if behind else None}
 
 
-def run(*, limit: int | None = None, seed: int = 1, ks: Iterable[int] = (5, 10), command: str = "") -> dict[str, Any]:
-    """Every variant on the shared Elastic log (``limit`` lines drawn evenly with ``seed``, all by default)."""
+def run(
+    *,
+    limit: int | None = None,
+    seed: int = 1,
+    ks: Iterable[int] = (5, 10),
+    dp: str | None = None,
+    dp_runs: int = 20,
+    command: str = "",
+) -> dict[str, Any]:
+    """Every variant on the shared Elastic log (``limit`` lines drawn evenly with ``seed``, all by default);
+    DP variants (``dp``: a TOML inline table, default the policy's commented example) ``dp_runs`` times."""
     from pipeline.keystore import write_keyring
     from transforms.keyring import generate_keyring
 
@@ -311,17 +399,30 @@ def run(*, limit: int | None = None, seed: int = 1, ks: Iterable[int] = (5, 10),
         write_keyring(generate_keyring(valid_from=datetime(2015, 1, 1, tzinfo=UTC)), keys)
         sliced = work / "input.log"
         sliced.write_bytes(b"".join(line + b"\n" for line in lines))
-        for variant in variants(POLICY.read_text(), ks):
-            results.append(evaluate(variant, lines, sliced, keys, work, shared))
-    truth_cells = true_counts(results[0]["analytics"])
+        policy_text = POLICY.read_text()
+        dp = dp if dp is not None else policy_dp_example(policy_text)
+        for variant in variants(policy_text, ks, dp):
+            result = evaluate(variant, lines, sliced, keys, work, shared)
+            if variant.dp:
+                result["dp"] = tomllib.loads(f"dp = {dp}")["dp"]
+                result["dp_threshold"] = dp_threshold(variant)
+                result["noise_runs"] = [result.pop("aggregates")] + [
+                    run_variant(variant, sliced, keys, work, shared)["aggregates"] for _ in range(dp_runs - 1)
+                ]
+            results.append(result)
+    before_records = results[0]["analytics"]
+    truth_cells = true_counts(before_records)
     for result in results:
+        records, aggregates = result.pop("analytics"), result.pop("aggregates", None)
         if result["variant"] == "before":
-            released = true_counts(result.pop("analytics"))  # an analyst counts the per-record release
+            result["utility"] = utility(truth_cells, true_counts(records))  # an analyst counts the per-record release
+        elif "noise_runs" in result:
+            noise_runs = result.pop("noise_runs")
+            result["noise"] = daily_noise(noise_runs[0])
+            result["bounding"] = bounding_error(before_records, result["dp"]["max_pageviews"])
+            result["utility"] = mean_utility([utility(truth_cells, released_counts(r)) for r in noise_runs])
         else:
-            result.pop("analytics")
-            released = released_counts(result["aggregates"])
-        result.pop("aggregates")
-        result["utility"] = utility(truth_cells, released)
+            result["utility"] = utility(truth_cells, released_counts(aggregates or []))
     return {
         "schema": SCHEMA,
         "command": command,
@@ -332,6 +433,7 @@ def run(*, limit: int | None = None, seed: int = 1, ks: Iterable[int] = (5, 10),
         "limit": limit,
         "seed": seed,
         "goals": GOALS,
+        "dp_runs": dp_runs,
         "variants": results,
     }
 
@@ -362,6 +464,16 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[str], str]]:
 
     def util(r: dict[str, Any], name: str, key: str) -> str:
         return _pct(r["utility"][name][key])
+
+    def worst_day(r: dict[str, Any], measure: str) -> str:
+        shown = _pct(r["utility"][f"{measure}_max_abs_error"])
+        if "runs" not in r["utility"]:
+            return shown
+        worst = _pct(r["utility"][f"{measure}_max_abs_error_worst_run"])
+        return f"{shown} mean, {worst} worst of {r['utility']['runs']} runs"
+
+    def dp_cell(r: dict[str, Any], cell: Any) -> str:
+        return cell(r) if "dp" in r else "off"
 
     rows = [
         row("unit / window", lambda r: f"{r['unit']} / {r['window_s']} s"),
@@ -401,15 +513,31 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[str], str]]:
         row("records released per record", lambda r: _pct(r["released_per_record"]), ">= 80%"),
         row("suppressed (summary)", lambda r: _pct(r["report"]["levels"]["suppressed_share"])),
         row(
-            "daily pageviews, worst error (total)",
-            lambda r: _pct(r["utility"]["pageviews_max_abs_error"]),
-            "exact without DP",
+            "DP: epsilon, delta per window; per visitor at most (pageviews per cell, cells per set)",
+            lambda r: dp_cell(
+                r,
+                lambda d: (
+                    f"{d['dp']['epsilon']:g}, {d['dp'].get('delta', 1e-6):g}; "
+                    f"({d['dp']['max_pageviews']}, {d['dp']['max_cells']})"
+                ),
+            ),
         ),
         row(
-            "daily unique visitors, worst error (total)",
-            lambda r: _pct(r["utility"]["visitors_max_abs_error"]),
-            "<= 2% without DP",
+            "DP: noise scale of a day's all-traffic row (pageviews / visitors)",
+            lambda r: dp_cell(
+                r, lambda d: f"{d['noise']['scale']['pageviews']:.4g} / {d['noise']['scale']['visitors']:.4g}"
+            ),
         ),
+        row(
+            "DP: noisy visitors a dimension cell needs (OpenDP threshold)",
+            lambda r: dp_cell(r, lambda d: str(d["dp_threshold"])),
+        ),
+        row(
+            "DP: daily pageviews error of the bound alone (pre-noise, worst day)",
+            lambda r: dp_cell(r, lambda d: _pct(max(d["bounding"]["pageviews_error"], key=abs))),
+        ),
+        row("daily pageviews, worst error (total)", lambda r: worst_day(r, "pageviews"), "exact without DP"),
+        row("daily unique visitors, worst error (total)", lambda r: worst_day(r, "visitors"), "<= 2% without DP"),
     ]
     for name in UTILITY_DIMENSIONS:
         rows.append(
@@ -435,7 +563,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "the keys (identity = source address). Right = expected share of links correct (1/candidates when the true "
         "unit is among them); found = share of returning human units that get any link; re-linked = share linked to "
         "their own earlier unit. Utility truth = the BEFORE per-record release; AFTER counts come from the day rows of "
-        "aggregates.jsonl.",
+        "aggregates.jsonl. DP columns: the aggregates with `analytics.aggregates.dp` (transforms/noise.py); noise is "
+        f"random, so their utility figures are means over {doc.get('dp_runs', 1)} runs (MARE and shares: mean over "
+        "runs); their per-record release is the same as without DP.",
         "",
         "| measure | " + " | ".join(names) + " | goal |",
         "|---|" + "---|" * len(names) + "---|",
@@ -466,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="use this many log lines, drawn evenly (default: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--k", type=int, action="append", help="an AFTER run with this k (default: 5 and 10)")
+    parser.add_argument(
+        "--dp",
+        help="DP settings of the DP variants, a TOML inline table (default: the policy's commented example)",
+    )
+    parser.add_argument("--dp-runs", type=int, default=20, help="runs of each DP variant (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
     if ds.shared_dir() is None:
@@ -473,7 +608,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING)
     command = "python -m benchmarks.privacy_eval " + " ".join(argv if argv is not None else sys.argv[1:])
-    doc = run(limit=args.limit, seed=args.seed, ks=args.k or (5, 10), command=command.strip())
+    doc = run(
+        limit=args.limit,
+        seed=args.seed,
+        ks=args.k or (5, 10),
+        dp=args.dp,
+        dp_runs=max(1, args.dp_runs),
+        command=command.strip(),
+    )
     md, js = write_results(doc, args.out)
     print(md.read_text())
     print(f"privacy_eval: wrote {md} and {js}", file=sys.stderr)
