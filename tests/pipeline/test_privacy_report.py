@@ -183,7 +183,7 @@ def test_the_unique_attack_commits_only_to_a_single_candidate() -> None:
     truth = GroundTruth(identity={"a10": "A", "b10": "B", "a11": "A"})
     result = linking_attacks(read(shared), truth)["prefix_unique"]
     assert (result["links"], result["returning"], result["found"]) == (0, 1, 0.0)
-    unique = [rec("a10", AT_10, prefix="10.1.2.0/24"), rec("b10", AT_10), rec("a11", AT_11, prefix="10.1.2.0/24")]
+    unique = [rec("a10", AT_10), rec("b10", AT_10, prefix="10.9.9.0/24"), rec("a11", AT_11)]
     result = linking_attacks(read(unique), truth)["prefix_unique"]
     assert (result["links"], result["found"], result["right"]) == (1, 1.0, 1.0)
 
