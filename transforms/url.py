@@ -229,9 +229,11 @@ class UrlMinimizer:
             raw = raw[:semi]
         if not raw:
             return raw
-        if len(raw) > 3 * self._max_segment_length:
-            # Decoding shortens a segment at most threefold ("%41" -> "A"), so this one is long whatever it
-            # decodes to; urllib's unquote walks every '%' in Python (60,000 of them cost 23x a benign record).
+        if len(raw) > 12 * self._max_segment_length:
+            # Decoding shortens a segment at most twelvefold (a 4-byte UTF-8 character is "%F0%90%80%80"; the bound
+            # was 3x, and a templated path of such characters, once re-encoded, came back as "{long}": Hypothesis
+            # found it), so this one is long whatever it decodes to; urllib's unquote walks every '%' in Python
+            # (60,000 of them cost 23x a benign record).
             return "{long}"
         s = unquote(raw, errors="replace") if "%" in raw else raw
         if s.startswith("eyJ") and _JWT_RE.fullmatch(s):
