@@ -13,6 +13,7 @@ goes through :class:`~transforms.scrub.TextScrubber`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class Subject:
 
 
 FieldFn = Callable[[Subject], Any]
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{8,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,12 @@ def _reduce_user_agent(params: NoParams, ctx: BuildContext) -> FieldFn:
     # per-record cost); bounded, so a stream of invented families cannot grow it.
     @lru_cache(maxsize=4096)
     def carries_identifier(family: str) -> bool:
-        return scrub(family) != family
+        # A hex run glued to a word ("db6709156d94aababot", from "(\S+)bot/") is no token to the scrubber, whose
+        # rules look at whole words; no real family holds eight hex characters mixing digits and letters.
+        return scrub(family) != family or any(
+            sum(c.isdigit() for c in run) >= 2 and sum(c.isalpha() for c in run) >= 2
+            for run in _HEX_RUN.findall(family)
+        )
 
     def reduce_user_agent(s: Subject) -> dict[str, Any] | None:
         ua = s.event.user_agent
