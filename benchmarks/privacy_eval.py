@@ -480,6 +480,8 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[str], str]]:
         row("re-link by the released prefix alone", lambda r: _attack(r, "prefix"), "<= 5% found, <= 20% right"),
         row("re-link by country + ASN + browser/major + OS + device", lambda r: _attack(r, "device"), "same"),
         row("same, ties broken by paths", lambda r: _attack(r, "device_paths"), "same"),
+        row("prefix, linked only where one earlier unit matches", lambda r: _attack(r, "prefix_unique"), "same"),
+        row("country + ... + device, only where one matches", lambda r: _attack(r, "device_unique"), "same"),
         row(
             "units with k = 1 / k < 5 (all released QIs)",
             lambda r: f"{_pct(kd(r)['k1']['units'])} / {_pct(kd(r)['k_below_5']['units'])}",
