@@ -9,7 +9,7 @@ from each record's event time, so the output equals the stream's for the same in
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, closed_window_messages, route_record
+from pipeline.routing import OUTPUTS, Output, Source, closed_window_messages, route_record
 from pipeline.runtime import Runtime
 from transforms.release import ClosedWindow, ReleaseRow, ReleaseStage
 
@@ -59,21 +59,13 @@ def process_files(
         if analytics_policy.release.enabled
         else None
     )
-    aggregates_path = out_dir / "aggregates.jsonl"
+    written = {output: spec.file for output, spec in OUTPUTS.items() if spec.file is not None}
     if stage is None:
-        aggregates_path.unlink(missing_ok=True)  # a file from an earlier run with the release on would mislead
-    with (
-        open(out_dir / "analytics.jsonl", "wb") as analytics,
-        open(out_dir / "abuse.jsonl", "wb") as abuse,
-        open(out_dir / "quarantine.jsonl", "wb") as quarantine,
-        open(aggregates_path if stage is not None else os.devnull, "wb") as aggregates,
-    ):
-        files = {
-            Output.ANALYTICS: analytics,
-            Output.ABUSE: abuse,
-            Output.QUARANTINE: quarantine,
-            Output.AGGREGATES: aggregates,
-        }
+        # No aggregates without the release; a file from an earlier run with it on would mislead.
+        (out_dir / written.pop(Output.AGGREGATES)).unlink(missing_ok=True)
+    with contextlib.ExitStack() as opened:
+        files = {output: opened.enter_context(open(out_dir / name, "wb")) for output, name in written.items()}
+        abuse = files[Output.ABUSE]
 
         def write_closed(windows: list[ClosedWindow]) -> None:
             for window in windows:

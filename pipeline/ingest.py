@@ -32,7 +32,7 @@ from mode import Service
 
 from config.settings import Settings
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, Source, observation_batch, route_record
+from pipeline.routing import Output, Source, observation_batch, route_record, topic_names
 from transforms.model import Observation
 from transforms.process import RecordProcessor
 from transforms.quarantine import QuarantineSealer
@@ -184,14 +184,10 @@ class BatchIngest(Service):
         self._sealer = sealer
         self._counters = counters
         self._detecting = detecting
-        self._names = {
-            Output.ANALYTICS: settings.analytics_topic,
-            Output.ABUSE: settings.abuse_topic,
-            Output.QUARANTINE: settings.quarantine_topic,
-            Output.OBSERVATIONS: settings.observation_topic,
-        }
+        written = [Output.ANALYTICS, Output.ABUSE, Output.QUARANTINE, Output.OBSERVATIONS]
         if releasing:  # analytics records wait for the k-anonymous release (pipeline/release.py)
-            self._names[Output.RELEASE] = settings.release_topic
+            written.append(Output.RELEASE)
+        self._names = topic_names(settings, written)
         # Polls whose outputs are sent but not yet acknowledged, oldest first, with the offsets to commit
         # once they are. Processing the next poll while the broker acknowledges the last one keeps the CPU
         # busy (commit order stays poll order, so a commit never passes an unacknowledged output).

@@ -34,7 +34,7 @@ from mode import Service
 from config.settings import Settings
 from pipeline.ingest import PollOutputs
 from pipeline.metrics import RouteCounters
-from pipeline.routing import Output, closed_window_messages
+from pipeline.routing import Output, closed_window_messages, topic_names
 from transforms.release import AggregateParams, ClosedWindow, ReleaseParams, ReleaseRow, ReleaseStage
 
 log = logging.getLogger("pseudonymizer.release")
@@ -109,10 +109,7 @@ class ReleaseService(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._partition_counts: dict[str, int] = {}
-        self._names = {
-            Output.ANALYTICS: settings.analytics_topic,
-            Output.AGGREGATES: settings.aggregates_topic,
-        }
+        self._names = topic_names(settings, (Output.ANALYTICS, Output.AGGREGATES))
         self._polls = 0
         self._admin: Any = None  # an AIOKafkaAdminClient, started with the service
         self._offsets: Any = None  # a group-less consumer that reads the input's end offsets

@@ -13,13 +13,14 @@ like any other: it can never be re-read forever.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import orjson
 
+from config.settings import Settings
 from transforms.errors import Reason
 from transforms.process import Outcome, Route
 from transforms.quarantine import QuarantineSealer, quarantine_record
@@ -35,6 +36,31 @@ class Output(StrEnum):
     # and what the release stage writes besides analytics.
     RELEASE = "release"
     AGGREGATES = "aggregates"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """Where one output goes: its topic (from the settings) and, if the file mode writes it, its file."""
+
+    topic: Callable[[Settings], str]
+    file: str | None  # None: internal to the stream (the file mode hands these rows over in memory)
+    internal: bool = False
+
+
+# The one table of outputs: a new output is a row here (and a member of Output), a topic in Settings.
+OUTPUTS: dict[Output, OutputSpec] = {
+    Output.ANALYTICS: OutputSpec(lambda s: s.analytics_topic, "analytics.jsonl"),
+    Output.ABUSE: OutputSpec(lambda s: s.abuse_topic, "abuse.jsonl"),
+    Output.QUARANTINE: OutputSpec(lambda s: s.quarantine_topic, "quarantine.jsonl"),
+    Output.AGGREGATES: OutputSpec(lambda s: s.aggregates_topic, "aggregates.jsonl"),
+    Output.OBSERVATIONS: OutputSpec(lambda s: s.observation_topic, None, internal=True),
+    Output.RELEASE: OutputSpec(lambda s: s.release_topic, None, internal=True),
+}
+
+
+def topic_names(settings: Settings, outputs: Iterable[Output] = OUTPUTS) -> dict[Output, str]:
+    """Each output's topic name under these settings."""
+    return {output: OUTPUTS[output].topic(settings) for output in outputs}
 
 
 @dataclass(frozen=True, slots=True)
