@@ -61,9 +61,42 @@ def _mutate_unknown_kind(doc: dict[str, Any]) -> None:
     doc["analytics"]["kinds"] = ["smtp"]
 
 
+def _mutate_unclassified_release_field(doc: dict[str, Any]) -> None:
+    doc["analytics"]["fields"].append({"name": "http.version", "transform": "classify_version"})
+
+
+def _mutate_unknown_hierarchy(doc: dict[str, Any]) -> None:
+    doc["analytics"]["release"]["quasi_identifiers"]["geo"] = "geo_hash"
+
+
+def _mutate_link_not_a_pseudonym(doc: dict[str, Any]) -> None:
+    doc["analytics"]["release"]["links"].append("client.prefix")
+    del doc["analytics"]["release"]["quasi_identifiers"]["client.prefix"]
+
+
+def _mutate_pseudonym_kept_as_quasi_identifier(doc: dict[str, Any]) -> None:
+    doc["analytics"]["release"]["quasi_identifiers"]["user"] = "domain"
+
+
+def _mutate_release_names_a_missing_field(doc: dict[str, Any]) -> None:
+    doc["analytics"]["release"]["not_quasi_identifiers"] = {"http.protocol": "the protocol names nobody"}
+
+
+def _mutate_reasonless_non_identifier(doc: dict[str, Any]) -> None:
+    del doc["analytics"]["release"]["quasi_identifiers"]["time_quality"]
+    doc["analytics"]["release"]["not_quasi_identifiers"] = {"time_quality": "ok"}
+
+
 @pytest.mark.parametrize(
     ("mutate", "named"),
     [
+        # The release: every analytics field is classified, with a known hierarchy (issue 9).
+        (_mutate_unclassified_release_field, "http.version not classified for the release"),
+        (_mutate_unknown_hierarchy, "unknown hierarchy 'geo_hash'; valid: domain"),
+        (_mutate_link_not_a_pseudonym, "release link 'client.prefix' must be a pseudonym"),
+        (_mutate_pseudonym_kept_as_quasi_identifier, "pseudonym field 'user'"),
+        (_mutate_release_names_a_missing_field, "does not have: http.protocol"),
+        (_mutate_reasonless_non_identifier, "give the reason"),
         (_mutate_unknown_top_key, "analytcs: unknown key"),  # a typo in a section name
         (_mutate_unknown_transform, "unknown transform 'hash_ipp'; valid: classify_ip"),  # lists valid names
         (_mutate_bad_param, "ipv4_prefix"),  # out-of-range parameter

@@ -178,3 +178,34 @@ def test_any_retained_epoch_costs_a_bounded_walk_whatever_the_order_of_event_tim
     for epoch in sorted(expected, reverse=True):  # then every older one, newest first: the worst order
         assert keys.key(epoch) == expected[epoch]
     assert steps <= len(expected) * CHECKPOINT_EPOCHS
+
+
+# --- window-lived pseudonyms (the k-anonymous release) ----------------------------------------------------------
+
+
+def test_a_window_lived_pseudonym_changes_every_window_and_only_then() -> None:
+    """The same address keeps its pseudonym within an hour and gets an unrelated one the next hour."""
+    hourly = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS, lifetime_s=3600)
+    daily = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS)
+    address = bytes([192, 0, 2, 7])
+    ten, ten_59, eleven = (datetime(2026, 1, 1, h, m, tzinfo=UTC).timestamp() for h, m in ((10, 0), (10, 59), (11, 0)))
+    assert hourly.ip(address, ten) == hourly.ip(address, ten_59)
+    assert hourly.ip(address, ten) != hourly.ip(address, eleven)
+    assert hourly.ip(address, ten) != daily.ip(address, ten)  # never joinable with the daily one
+    assert hourly.ip(address, ten).rsplit("-", 1)[0] == daily.ip(address, ten).rsplit("-", 1)[0]  # same key id
+    assert hourly.visitor(address, "UA", ten) != hourly.visitor(address, "UA", eleven)
+    assert hourly.lifetime_s == 3600
+    assert daily.lifetime_s == daily.period_s
+
+
+def test_a_lifetime_of_a_whole_epoch_is_the_daily_pseudonym() -> None:
+    daily = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS)
+    same = Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS, lifetime_s=daily.period_s)
+    moment = datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp()
+    assert same.ip(b"\x0a\x00\x00\x01", moment) == daily.ip(b"\x0a\x00\x00\x01", moment)
+
+
+@pytest.mark.parametrize("lifetime", [0, 7000, -3600])
+def test_a_lifetime_must_divide_the_epoch(lifetime: int) -> None:
+    with pytest.raises(ValueError, match="divide the key epoch"):
+        Pseudonymizer(fixed_keyring(), Purpose.ANALYTICS, lifetime_s=lifetime)
