@@ -235,6 +235,12 @@ def _compact(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in keys} | {"release": row.get("release"), "output_times_s": row.get("output_times_s")}
 
 
+def _inverse_ratio(on: list[dict[str, Any]], off: list[dict[str, Any]]) -> float | None:
+    """Mean CPU per event with the release off over the mean with it on."""
+    on_cpu, off_cpu = _mean([r["cpu_s_per_million"] for r in on]), _mean([r["cpu_s_per_million"] for r in off])
+    return round(off_cpu / on_cpu, 3) if on_cpu and off_cpu else None
+
+
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(sum(present) / len(present), 1) if present and len(present) == len(values) else None
@@ -657,6 +663,9 @@ class Run:
             "on_peak_rss_mb": on_rss,
             "off_peak_rss_mb": off_rss,
             "rss_difference_mb": round(on_rss - off_rss, 1) if on_rss is not None and off_rss is not None else None,
+            # what events/s on / off would be if the worker were bound by its CPU (one core: Python): CPU per event
+            # is far steadier than wall-clock rates on a shared machine
+            "cpu_ratio": _inverse_ratio(runs["on"], runs["off"]),
             "release_after_ingest_s": [r["release"]["release_after_ingest_s"] for r in runs["on"]],
             "held_rows": held,
             "on_summary": runs["on"][0]["release"]["summary"] if runs["on"] else None,

@@ -59,6 +59,12 @@ GOALS = (
         lambda _, doc: (doc.get("product_release") or {}).get("ratio"),
         lambda v: v >= 0.85,
     ),
+    Goal(
+        "same, CPU-bound: CPU per event off / on (issue 9)",
+        ">= 0.85",
+        lambda _, doc: (doc.get("product_release") or {}).get("cpu_ratio"),
+        lambda v: v >= 0.85,
+    ),
 )
 
 
@@ -218,6 +224,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "* Every system runs the same `RecordProcessor` and the same routing and serialization; only `product` also "
         "runs the stateful detector (observations through a repartition topic, detector state in `memory://`), "
         "as shipped; it is measured once more with `[detection] enabled = false`, the others' work.",
+        "* **The k-anonymous release** (shipped on): the input is a backlog (event times end "
+        f"{config.get('input_timestamp', 'two days before the run')}, also its Kafka timestamp), so the product's "
+        "release stage releases every window once its input has been idle `PSEUDO_RELEASE_IDLE_CLOSE_S`; the run is "
+        "done when the release group has committed its whole topic. The product's events/s runs up to the later of "
+        "its ingest's last output and the release stage's last output less that idle wait (closing counted, waiting "
+        "not); its CPU is counted to the last output, less the quietest stretch of the wait's length after the "
+        "release topic's last row. Its latency probe reads the release topic (a released record leaves when its "
+        "window closes, an hour and more by design). The baselines write the routing's release rows to their "
+        "analytics topic: the product's ingest work, without a release stage.",
         "* `aiokafka`, `quixstreams` and `product` produce with lz4 and 5 ms linger; `faust-naive` uses faust's "
         "defaults. All are at-least-once (commit after produce).",
     ]
@@ -244,7 +259,9 @@ def release_markdown(release: dict[str, Any] | None) -> list[str]:
         f"| off | {_fmt(release['off_events_per_s'])} | {', '.join(_fmt(v) for v in release['off_runs'])} | "
         f"{_fmt(release['off_cpu_s_per_million'], 1)} | {_fmt(release['off_peak_rss_mb'])} |",
         "",
-        f"On / off: ×{_fmt(release['ratio'], 3)} (goal ≥ 0.85). With the release on, events/s runs up to the release "
+        f"On / off: ×{_fmt(release['ratio'], 3)} in events/s, ×{_fmt(release.get('cpu_ratio'), 3)} in CPU per event "
+        "(off / on: the events/s ratio of a worker bound by its one core) (goal ≥ 0.85). With the release on, "
+        "events/s runs up to the release "
         "stage's last output less its idle wait (closing the windows counted); the ingest and detector alone "
         f"reached {_fmt(release['on_ingest_events_per_s'])} events/s, and the release stage finished "
         f"{', '.join(_fmt(v, 2) for v in release['release_after_ingest_s'])} s after them. Peak RSS on − off: "
@@ -271,13 +288,21 @@ def release_markdown(release: dict[str, Any] | None) -> list[str]:
             f"({_fmt(state['traced_bytes_per_row'])} bytes a row; peak {_fmt(state['traced_peak_mb'], 1)} MB). "
             "Adding and closing, per million rows, as the window grows:",
             "",
-            "| rows | units | add s / M rows | close s / M rows | released | suppressed |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| rows | units | decode + add s / M rows | closes on the way s / M | final close s / M | released | "
+            "suppressed |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         lines += [
             f"| {_fmt(z['rows'])} | {_fmt(z['units'])} | {_fmt(z['add_s_per_million'], 1)} | "
-            f"{_fmt(z['close_s_per_million'], 1)} | {_fmt(z['released'])} | {_fmt(z['suppressed'])} |"
+            f"{_fmt(z.get('closes_on_the_way_s_per_million'), 1)} | {_fmt(z['close_s_per_million'], 1)} | "
+            f"{_fmt(z['released'])} | {_fmt(z['suppressed'])} |"
             for z in sizes
+        ]
+        lines += [
+            "",
+            f"Closing the last window and serializing its released records peaked at "
+            f"{_fmt(state.get('close_traced_peak_mb'), 1)} MB traced (the records exist as dicts and as bytes at "
+            "once).",
         ]
     return lines
 
