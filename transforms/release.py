@@ -389,17 +389,28 @@ class ReleaseStage:
                 cached = memo[index][field_index][level] = orjson.dumps(value, option=_SORTED)
             return cached
 
-        def classes(members: list[int], levels: list[int]) -> dict[tuple[bytes, ...], list[int]]:
-            groups: dict[tuple[bytes, ...], list[int]] = defaultdict(list)
-            for index in members:
-                unit = units[index][1]
-                groups[tuple(key_of(index, unit, f, levels[f]) for f in range(len(levels)))].append(index)
-            return groups
+        def key_at(index: int, levels: list[int]) -> tuple[bytes, ...]:
+            unit = units[index][1]
+            return tuple(key_of(index, unit, f, level) for f, level in enumerate(levels))
 
-        def below_k(groups: dict[tuple[bytes, ...], list[int]]) -> int:
-            return sum(units[i][1].records for members in groups.values() if len(members) < k for i in members)
+        def refine(groups: list[list[int]], f: int, level: int) -> list[list[int]]:
+            """The classes after lowering field ``f`` to ``level``: each class splits by that field alone (the
+            other fields already agree within it), so a trial costs one key per unit, not one per field."""
+            out: list[list[int]] = []
+            for members in groups:
+                if len(members) < k:
+                    out.append(members)  # below k it stays below k however it splits: left to the next pass
+                    continue
+                split: dict[bytes, list[int]] = defaultdict(list)
+                for i in members:
+                    split[key_of(i, units[i][1], f, level)].append(i)
+                out.extend(split.values())
+            return out
 
-        def specialize(members: list[int]) -> tuple[list[int], dict[tuple[bytes, ...], list[int]]]:
+        def below_k(groups: list[list[int]]) -> int:
+            return sum(units[i][1].records for members in groups if len(members) < k for i in members)
+
+        def specialize(members: list[int]) -> tuple[list[int], list[list[int]]]:
             """Top-down specialization (Fung, Wang and Yu's TDS) of one pass: start with every field at its top,
             lower one level at a time the field that splits the members into the most classes of k while at
             most ``max_leftover`` of their records stay in classes below k, until no field can be lowered.
@@ -407,20 +418,21 @@ class ReleaseStage:
             helped, and it dropped fields that need not have been.)"""
             budget = self.params.max_leftover * sum(units[i][1].records for i in members)
             levels = [h.top for h in hierarchies]
-            groups = classes(members, levels)
+            top_groups: dict[tuple[bytes, ...], list[int]] = defaultdict(list)
+            for i in members:  # units whose own records disagree below the top differ even at the top
+                top_groups[key_at(i, levels)].append(i)
+            groups = list(top_groups.values())
             while True:
                 best: tuple[int, int, int, int] | None = None  # (classes of k, -left over, -field, field)
                 best_groups = groups
                 for f in range(len(hierarchies)):
                     if levels[f] == 0:
                         continue
-                    trial = levels.copy()
-                    trial[f] -= 1
-                    trial_groups = classes(members, trial)
+                    trial_groups = refine(groups, f, levels[f] - 1)
                     lost = below_k(trial_groups)
                     if lost > budget:
                         continue
-                    candidate = (sum(1 for m in trial_groups.values() if len(m) >= k), -lost, -f, f)
+                    candidate = (sum(1 for m in trial_groups if len(m) >= k), -lost, -f, f)
                     if best is None or candidate > best:
                         best, best_groups = candidate, trial_groups
                 if best is None:
@@ -438,17 +450,18 @@ class ReleaseStage:
         while len(remaining) >= k:
             levels, groups = specialize(remaining)
             first_levels = first_levels or levels
-            left = [i for members in groups.values() if len(members) < k for i in members]
+            left = [i for members in groups if len(members) < k for i in members]
             if len(left) == len(remaining):
                 break
-            for key, members in groups.items():
+            for members in groups:
                 if len(members) >= k:
+                    key = key_at(members[0], levels)  # the same for every member of the class
                     for i in members:
                         assigned[i] = key
             remaining = left
         top = [h.top for h in hierarchies]
         for index in remaining:
-            assigned[index] = tuple(key_of(index, units[index][1], f, top[f]) for f in range(len(top)))
+            assigned[index] = key_at(index, top)
         final: dict[tuple[bytes, ...], list[int]] = defaultdict(list)
         for index, key in assigned.items():
             final[key].append(index)
@@ -457,7 +470,7 @@ class ReleaseStage:
         released_count = 0
         min_k: int | None = None
         for class_key in sorted(final):
-            members = final[class_key]
+            members = sorted(final[class_key])  # units in id order: the output does not depend on the search
             if len(members) < k:
                 continue
             min_k = len(members) if min_k is None else min(min_k, len(members))
