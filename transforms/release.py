@@ -29,7 +29,7 @@ suppressed records, never released on its own.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -162,6 +162,22 @@ def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """``_get`` for one fixed path, built once: the release reads about twenty fields of every row."""
+    if len(path) == 1:
+        (key,) = path
+        return lambda record: record.get(key)
+    if len(path) == 2:
+        outer, inner = path
+
+        def get_two(record: dict[str, Any]) -> Any:
+            value = record.get(outer)
+            return value.get(inner) if isinstance(value, dict) else None
+
+        return get_two
+    return lambda record: _get(record, path)
+
+
 def _put(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     if value is None:
         return
@@ -218,19 +234,24 @@ class _Aggregates:
         self.cells: dict[tuple[int, tuple[Any, ...]], dict[str, int]] = {}
 
 
-def _dimension_value(name: str, record: dict[str, Any]) -> Any:
-    if name == "path":
-        return _get(record, ("http", "url", "path"))
-    if name == "country":
-        return _get(record, ("geo", "country"))
-    if name == "browser":
-        return _get(record, ("user_agent", "browser"))
-    if name == "device":
-        return _get(record, ("user_agent", "device"))
-    if name == "referrer_host":
-        return _get(record, ("http", "referrer_host"))
+def _status_class(record: dict[str, Any]) -> Any:
     status = _get(record, ("http", "status"))
     return f"{status // 100}xx" if isinstance(status, int) else None
+
+
+# How each aggregate dimension reads a record (as built by the policy, before generalization).
+_DIMENSION_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "path": lambda record: _get(record, ("http", "url", "path")),
+    "country": _getter(("geo", "country")),
+    "browser": _getter(("user_agent", "browser")),
+    "device": _getter(("user_agent", "device")),
+    "referrer_host": _getter(("http", "referrer_host")),
+    "status_class": _status_class,
+}
+
+
+def _dimension_value(name: str, record: dict[str, Any]) -> Any:
+    return _DIMENSION_VALUES[name](record)
 
 
 class ReleaseStage:
@@ -243,9 +264,14 @@ class ReleaseStage:
             (name, tuple(name.split(".")), HIERARCHIES[h]) for name, h in release.quasi_identifiers.items()
         ]
         self._unit_path = tuple(release.unit.split("."))
+        self._unit_getter = _getter(self._unit_path)
+        self._qi_getters = [_getter(path) for _, path, _ in self._qi]
+        self._qi_hierarchies = [h for _, _, h in self._qi]
         self._variant_paths = [tuple(n.split(".")) for n in release.links if n != release.unit] + [
             tuple(n.split(".")) for n in release.not_quasi_identifiers
         ]
+        self._variant_getters = [_getter(path) for path in self._variant_paths]
+        self._dimension_getters = [[_DIMENSION_VALUES[d] for d in dims] for dims in aggregates.dimensions]
         self._release: dict[float, _ReleaseWindow] = {}
         self._aggregates: dict[tuple[int, float], _Aggregates] = {}
         self.max_time = 0.0  # the latest event time seen: what closes windows
@@ -281,26 +307,28 @@ class ReleaseStage:
         return True
 
     def _add_to_window(self, window: _ReleaseWindow, record: dict[str, Any]) -> None:
-        unit_value = _get(record, self._unit_path)
+        unit_value = self._unit_getter(record)
         key = unit_value if isinstance(unit_value, str) else "\x00none"
-        values = [_get(record, path) for _, path, _ in self._qi]
+        values = [get(record) for get in self._qi_getters]
         unit = window.units.get(key)
         if unit is None:
             unit = window.units[key] = _Unit(values, [0] * len(values))
         else:
-            for i, (_, _, hierarchy) in enumerate(self._qi):
-                level, ref, value = unit.levels[i], unit.refs[i], values[i]
+            levels, refs = unit.levels, unit.refs
+            for i, hierarchy in enumerate(self._qi_hierarchies):
+                level, ref, value = levels[i], refs[i], values[i]
+                if value == ref or level == hierarchy.top:
+                    continue  # most of a unit's records repeat its first values: nothing to compare
                 gen = hierarchy.generalize
                 while level < hierarchy.top and gen(ref, level) != gen(value, level):
                     level += 1
-                unit.levels[i] = level
-        variant = [_get(record, path) for path in self._variant_paths]
-        unit.variants[orjson.dumps(variant)] += 1
+                levels[i] = level
+        unit.variants[orjson.dumps([get(record) for get in self._variant_getters])] += 1
         unit.records += 1
 
     def _count(self, row: ReleaseRow) -> None:
-        dimension_sets = self.aggregate_params.dimensions
-        values = None
+        keys = None
+        visitor = row.visitor
         for size in self.aggregate_params.windows_s:
             start = float(int(row.time // size) * size)
             if start + size <= self._aggregate_closed[size]:
@@ -308,14 +336,17 @@ class ReleaseStage:
             window = self._aggregates.get((size, start))
             if window is None:
                 window = self._aggregates[(size, start)] = _Aggregates(start, start + size)
-            if values is None:
-                values = [tuple(_dimension_value(d, row.record) for d in dims) for dims in dimension_sets]
+            if keys is None:
+                record = row.record
+                keys = [(0, ())] + [
+                    (index, tuple(get(record) for get in getters))
+                    for index, getters in enumerate(self._dimension_getters, 1)
+                ]
             cells = window.cells
-            visitor = row.visitor
-            for index, cell in enumerate([(), *values]):
-                slot = cells.get((index, cell))
+            for key in keys:
+                slot = cells.get(key)
                 if slot is None:
-                    slot = cells[(index, cell)] = {}
+                    slot = cells[key] = {}
                 slot[visitor] = slot.get(visitor, 0) + 1
 
     # --- where the stream keeps its place ----------------------------------------------------------------------
