@@ -291,13 +291,17 @@ class ReleaseStage:
         ``count_late`` False: a row read again after a restart, whose closed windows are already out.
         """
         time = row.time
+        # A window is due once event time has passed its end by the allowed delay, closed or not yet: lateness
+        # is decided in arrival order, never by when the caller last closed windows (the stream closes once a
+        # poll, the file mode once a line; deciding by "closed" made one row late in one and not the other).
+        due = self.max_time - self.params.max_delay_s
         if time > self.max_time:
             self.max_time = time
         if self.aggregate_params.enabled:
-            self._count(row)
+            self._count(row, due)
         size = self.params.window_s
         start = float(int(time // size) * size)
-        if start + size <= self.closed_through:
+        if start + size <= self.closed_through or start + size <= due:
             self.late += count_late
             return False
         window = self._release.get(start)
@@ -326,13 +330,13 @@ class ReleaseStage:
         unit.variants[orjson.dumps([get(record) for get in self._variant_getters])] += 1
         unit.records += 1
 
-    def _count(self, row: ReleaseRow) -> None:
+    def _count(self, row: ReleaseRow, due: float) -> None:
         keys = None
         visitor = row.visitor
         for size in self.aggregate_params.windows_s:
             start = float(int(row.time // size) * size)
-            if start + size <= self._aggregate_closed[size]:
-                continue  # that aggregate window is out: counted as late by the release side only
+            if start + size <= self._aggregate_closed[size] or start + size <= due:
+                continue  # that aggregate window is (or is due to be) out: counted as late by the release side only
             window = self._aggregates.get((size, start))
             if window is None:
                 window = self._aggregates[(size, start)] = _Aggregates(start, start + size)

@@ -58,19 +58,25 @@ def test_topics_exist_with_their_settings_before_a_worker_starts_and_a_rerun_cha
     kafka_bootstrap: str, unique_topics: dict[str, str], tmp_path: Path
 ) -> None:
     env = worker_env(kafka_bootstrap, unique_topics, tmp_path / "no-keys-needed.json", tmp_path / "data")
-    names = [*unique_topics.values(), f"{env['PSEUDO_APP_ID']}-observations"]
+    app = env["PSEUDO_APP_ID"]
+    aggregates = env["PSEUDO_AGGREGATES_TOPIC"]
+    names = [*unique_topics.values(), aggregates, f"{app}-observations"]
+    # The k-anonymous release's own: held rows (one partition by default) and the compacted progress records.
+    release, progress = f"{app}-release", f"{app}-release-progress"
 
     first = _topics_create(env)
     assert first.returncode == 0, first.stderr[-4000:]
-    assert first.stdout.count(": created") == len(names)
-    layout = asyncio.run(_layout(kafka_bootstrap, names))
-    assert {partitions for partitions, _ in layout.values()} == {2}  # PSEUDO_PARTITIONS
+    assert first.stdout.count(": created") == len(names) + 2
+    layout = asyncio.run(_layout(kafka_bootstrap, [*names, release, progress]))
+    assert {layout[name][0] for name in names} == {2}  # PSEUDO_PARTITIONS
+    assert (layout[release][0], layout[progress][0]) == (1, 1)  # PSEUDO_RELEASE_PARTITIONS; one progress log
     assert layout[unique_topics["input"]][1] == str(86_400_000)  # raw personal data: one day
     assert layout[unique_topics["abuse"]][1] == str(90 * 86_400_000)
+    assert layout[aggregates][1] == str(30 * 86_400_000)  # as long as the analytics
 
     # A shipper started now finds its topic (auto-creation is off: it would otherwise drop the line).
     asyncio.run(_produce_one(kafka_bootstrap, unique_topics["input"]))
 
     again = _topics_create(env)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stdout.count("exists, left as it is") == len(names)
+    assert again.stdout.count("exists, left as it is") == len(names) + 2
