@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def _lines() -> list[bytes]:
     apache = SHARED_DATA / "logs" / "elastic-apache-access" / "apache_logs_2015-05-17_18"
     if apache.exists():
         return [line for line in apache.read_bytes().splitlines()[:1600] if line]
-    return [line for line in generate(1600, seed=5, events_per_second=0.2) if line]  # about two hours of traffic
+    # About two hours of traffic, in the past: windows of "now" would wait for wall-clock time to end them.
+    start = datetime(2025, 6, 1, 10, tzinfo=UTC)
+    return [line for line in generate(1600, seed=5, events_per_second=0.2, start=start) if line]
 
 
 def test_open_windows_are_rebuilt_after_a_restart_and_released_once(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,8 @@ def _input_records() -> list[bytes]:
     if apache.exists() and ssh.exists():
         lines = apache.read_bytes().splitlines()[:1500] + ssh.read_bytes().splitlines()[:600]
     else:
-        lines = list(generate(2000, seed=11))
+        # In the past: the release would hold records of the current hour until wall-clock time ends it.
+        lines = list(generate(2000, seed=11, start=datetime(2025, 6, 1, 10, tzinfo=UTC)))
     good = [line for line in lines if line]
     half = len(good) // 2
     return good[:half] + POISON_RECORDS + good[half:] + BAD_RECORDS
