@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from transforms.errors import ConfigError
 
@@ -24,6 +25,62 @@ class TopicSpec(BaseModel):
     partitions: int = Field(ge=1, le=1024)
     retention_ms: int = Field(ge=-1)
     compacted: bool = False  # keep the latest value per key (progress records) instead of deleting by age
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+KAFKA_PREFIX = "PSEUDO_KAFKA_"
+
+
+class KafkaConnection(BaseModel):
+    """How every Kafka client of the product connects (``PSEUDO_KAFKA_*``); pipeline/kafka_clients.py builds them.
+
+    Secrets are read from files (``*_FILE``) so that they stay out of the environment, process listings and
+    ``repr``; ``PSEUDO_KAFKA_SASL_PASSWORD`` exists for platforms that inject secrets as variables, and prints masked.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password_file: Path | None = None
+    sasl_password: SecretStr | None = None
+    # OAUTHBEARER: "package.module:callable" returning an aiokafka AbstractTokenProvider (e.g. for MSK IAM).
+    sasl_oauth_token_provider: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password_file: Path | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaConnection:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError("PSEUDO_KAFKA_SASL_MECHANISM: required with a SASL security protocol")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError("PSEUDO_KAFKA_SASL_MECHANISM: set, but the security protocol has no SASL")
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if not self.sasl_oauth_token_provider:
+                raise ValueError("PSEUDO_KAFKA_SASL_OAUTH_TOKEN_PROVIDER: required with OAUTHBEARER")
+        elif sasl:
+            if not self.sasl_username:
+                raise ValueError("PSEUDO_KAFKA_SASL_USERNAME: required with PLAIN and SCRAM")
+            if (self.sasl_password_file is None) == (self.sasl_password is None):
+                raise ValueError(
+                    "PSEUDO_KAFKA_SASL_PASSWORD_FILE (or PSEUDO_KAFKA_SASL_PASSWORD): exactly one is needed"
+                )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("PSEUDO_KAFKA_SSL_CERT_FILE and PSEUDO_KAFKA_SSL_KEY_FILE: give both or neither")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ssl_ca_file or self.ssl_cert_file):
+            raise ValueError("PSEUDO_KAFKA_SSL_*: set, but the security protocol has no TLS")
+        for name in ("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{KAFKA_PREFIX}{name.upper()}: no such file: {path}")
+        return self
 
 
 class Settings(BaseModel):
@@ -85,21 +142,36 @@ class Settings(BaseModel):
     # "auto": uvloop when installed (the "fast" extra), else asyncio; asyncio by default: uvloop made no
     # measurable difference to the worker (README "Performance").
     event_loop: str = Field("asyncio", pattern=r"^(auto|uvloop|asyncio)$")
+    kafka: KafkaConnection = KafkaConnection()  # PSEUDO_KAFKA_*: TLS and SASL of every client
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for name in cls.model_fields:
+            if name == "kafka":
+                continue
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is not None and raw != "":
                 values[name] = raw
+        kafka = {
+            name: environ[KAFKA_PREFIX + name.upper()]
+            for name in KafkaConnection.model_fields
+            if environ.get(KAFKA_PREFIX + name.upper())
+        }
+        if kafka:
+            values["kafka"] = kafka
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            where = ", ".join(sorted({ENV_PREFIX + ".".join(str(p) for p in e["loc"]).upper() for e in exc.errors()}))
-            raise ConfigError(f"invalid setting(s): {where}") from None
+            where = sorted({_variable(e["loc"]) for e in exc.errors()})
+            # A value error of the connection names its own variables (the message carries no value, no secret).
+            reasons = sorted(
+                {e["msg"].removeprefix("Value error, ") for e in exc.errors() if e["type"] == "value_error"}
+            )
+            detail = f" ({'; '.join(reasons)})" if reasons else ""
+            raise ConfigError(f"invalid setting(s): {', '.join(where)}{detail}") from None
 
     @property
     def release_topic(self) -> str:
@@ -147,3 +219,11 @@ class Settings(BaseModel):
 
 
 ENV_VARS: frozenset[str] = frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error is about: ``("kafka", "ssl_ca_file")`` -> PSEUDO_KAFKA_SSL_CA_FILE."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "kafka":
+        return KAFKA_PREFIX + "_".join(parts[1:]).upper() if parts[1:] else "PSEUDO_KAFKA_*"
+    return ENV_PREFIX + ".".join(parts).upper()

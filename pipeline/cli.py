@@ -99,7 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"PSEUDO_DATA_DIR: cannot create {settings.data_dir}: {exc.strerror}") from None
-    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
+    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka))
     asyncio.set_event_loop(_new_event_loop(settings.event_loop))
     app = create_app(runtime)
     worker = _worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
@@ -115,7 +115,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     specs = settings.topic_specs()
-    created = set(asyncio.run(ensure_topics(settings.bootstrap, specs)))
+    created = set(asyncio.run(ensure_topics(settings.bootstrap, specs, connection=settings.kafka)))
     for spec in specs:
         outcome = "created" if spec.name in created else "exists, left as it is"
         days = spec.retention_ms / 86_400_000
@@ -138,8 +138,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     records = make(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
 
     async def run() -> int:
-        await ensure_topics(settings.bootstrap, settings.topic_specs())
-        return await produce(settings.bootstrap, topic, records, rate=args.rate)
+        await ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka)
+        return await produce(settings.bootstrap, topic, records, rate=args.rate, connection=settings.kafka)
 
     sent = asyncio.run(run())
     print(f"generate: sent {sent} records to {topic}", file=sys.stderr)
@@ -357,7 +357,8 @@ def cmd_privacy_report(args: argparse.Namespace) -> int:
 
         settings = _settings(args)
         topics = (settings.analytics_topic, settings.abuse_topic, settings.aggregates_topic)
-        analytics, abuse, aggregates = asyncio.run(read_time_range(settings.bootstrap, topics, args.start, args.end))
+        read = read_time_range(settings.bootstrap, topics, args.start, args.end, connection=settings.kafka)
+        analytics, abuse, aggregates = asyncio.run(read)
         summary = None
     else:
         folder: Path = args.dir

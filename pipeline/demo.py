@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from config import DEFAULT_POLICY
 from config.settings import Settings
+from pipeline import kafka_clients
 from pipeline.keystore import write_keyring
 from pipeline.topics import ensure_topics
 from transforms.keyring import generate_keyring
@@ -124,9 +124,9 @@ async def _watch(settings: Settings, stop_at: float, expected_input: int, summar
         settings.abuse_topic: "abuse",
         settings.quarantine_topic: "quarantine",
     }
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        settings,
         *roles,
-        bootstrap_servers=settings.bootstrap,
         group_id=f"demo-viewer-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="latest",
         enable_auto_commit=False,
@@ -169,7 +169,7 @@ def run_demo(args: argparse.Namespace) -> int:
     subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], check=True)  # noqa: S603 (our own script)
     settings = Settings.from_env()
     env = _demo_env(settings)
-    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs()))
+    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka))
     worker_log = DEMO_DIR / "worker.log"
     print(f"demo: starting the worker (log: {worker_log})", file=sys.stderr, flush=True)
     with open(worker_log, "ab") as log_handle:

@@ -31,6 +31,7 @@ from aiokafka.partitioner import murmur2
 from mode import Service
 
 from config.settings import Settings
+from pipeline import kafka_clients
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, Source, observation_batch, route_record, topic_names
 from transforms.model import Observation
@@ -209,8 +210,8 @@ class BatchIngest(Service):
         settings = self._settings
 
         def producer(client_id: str) -> AIOKafkaProducer:
-            return AIOKafkaProducer(
-                bootstrap_servers=settings.bootstrap,
+            return kafka_clients.producer(
+                settings,
                 client_id=client_id,
                 acks="all",
                 compression_type=settings.compression_type,
@@ -223,8 +224,8 @@ class BatchIngest(Service):
         # The detector's own: an aiokafka producer keeps one request in flight per broker, so sharing it
         # queued the detector's writes behind the ingest's.
         self._detector_producer = producer(f"{settings.app_id}-detector") if self._detecting else None
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
+        self._consumer = kafka_clients.consumer(
+            settings,
             client_id=f"{settings.app_id}-ingest",
             group_id=self.group_id,
             enable_auto_commit=False,

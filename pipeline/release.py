@@ -28,10 +28,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
 from config.settings import Settings
+from pipeline import kafka_clients
 from pipeline.ingest import PollOutputs
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, closed_window_messages, topic_names
@@ -121,8 +121,8 @@ class ReleaseService(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap,
+        self._producer = kafka_clients.producer(
+            settings,
             client_id=self.group_id,
             acks="all",
             compression_type=settings.compression_type,
@@ -130,14 +130,14 @@ class ReleaseService(Service):
             max_batch_size=settings.producer_batch_bytes,
         )
         await self._producer.start()
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=self.group_id)
+        self._admin = kafka_clients.admin(settings, client_id=self.group_id)
         await self._admin.start()
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+        self._offsets = kafka_clients.consumer(settings, enable_auto_commit=False)
         await self._offsets.start()
         for topic in (*self._names.values(), settings.release_progress_topic):
             self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
+        self._consumer = kafka_clients.consumer(
+            settings,
             client_id=self.group_id,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -166,7 +166,7 @@ class ReleaseService(Service):
     async def _read_progress(self) -> dict[int, Progress]:
         """The latest progress record per partition, read from the start of the compacted progress topic."""
         topic = self._settings.release_progress_topic
-        reader = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, enable_auto_commit=False)
+        reader = kafka_clients.consumer(self._settings, enable_auto_commit=False)
         await reader.start()
         found: dict[int, Progress] = {}
         try:

@@ -22,16 +22,32 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
-from config.settings import TopicSpec
+from config.settings import KafkaConnection, TopicSpec
 from transforms.errors import ConfigError
 
 log = logging.getLogger("pseudonymizer.topics")
+
+PLAINTEXT = KafkaConnection()
+
+
+def _options(connection: KafkaConnection) -> dict[str, Any]:
+    # Imported here: pipeline.kafka_clients imports the settings, and tests replace this module's client classes.
+    from pipeline.kafka_clients import client_options
+
+    return client_options(connection)
+
 
 # How long a created topic may take to show in the broker's metadata before creation counts as failed.
 VISIBLE_WITHIN_S = 30.0
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: str = "pseudonymizer-admin") -> list[str]:
+async def ensure_topics(
+    bootstrap: str,
+    specs: list[TopicSpec],
+    *,
+    client_id: str = "pseudonymizer-admin",
+    connection: KafkaConnection = PLAINTEXT,
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names this call created.
 
     Returns once every topic is in the broker's metadata, so that a producer started afterwards finds it.
@@ -39,7 +55,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, client_id: st
     a replication factor the cluster cannot meet, a topic policy); one that another process created meanwhile
     is not an error.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **_options(connection))
     try:
         await admin.start()
     except KafkaConnectionError:
@@ -129,14 +145,19 @@ async def _wait_until_listed(admin: AIOKafkaAdminClient, names: list[str]) -> No
 
 
 async def read_time_range(
-    bootstrap: str, topics: tuple[str, ...], start: datetime, end: datetime
+    bootstrap: str,
+    topics: tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    *,
+    connection: KafkaConnection = PLAINTEXT,
 ) -> tuple[list[dict[str, Any]], ...]:
     """The records of each topic whose own time (``time``, or an aggregate's window start) is in [start, end).
 
     Reads from the first message produced at or after ``start`` (a record is produced after the time it
     describes) to each partition's end as of the call; a record that is not a JSON object is skipped.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_options(connection))
     try:
         await consumer.start()
     except KafkaConnectionError:
@@ -144,8 +165,8 @@ async def read_time_range(
     low, high = start.timestamp(), end.timestamp()
     found: dict[str, list[dict[str, Any]]] = {topic: [] for topic in topics}
     try:
-        partitions = [TopicPartition(topic, p) for topic, count in (await _partition_counts(bootstrap, topics)).items()
-                      for p in range(count)]  # fmt: skip
+        counts = await _partition_counts(bootstrap, topics, connection)
+        partitions = [TopicPartition(topic, p) for topic, count in counts.items() for p in range(count)]
         if not partitions:
             return tuple(found[t] for t in topics)
         consumer.assign(partitions)
@@ -171,9 +192,9 @@ async def read_time_range(
     return tuple(found[t] for t in topics)
 
 
-async def _partition_counts(bootstrap: str, topics: tuple[str, ...]) -> dict[str, int]:
+async def _partition_counts(bootstrap: str, topics: tuple[str, ...], connection: KafkaConnection) -> dict[str, int]:
     """Partitions per existing topic, from the broker (a consumer's metadata lists only what it subscribed to)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_options(connection))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

@@ -43,6 +43,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from config.settings import KafkaConnection
 from transforms.errors import ConfigError, Reason
 
 __all__ = [
@@ -166,7 +167,14 @@ def generate_records(
 _MAX_IN_FLIGHT = 10_000
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[bytes], *, rate: float | None = None) -> int:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[bytes],
+    *,
+    rate: float | None = None,
+    connection: KafkaConnection | None = None,
+) -> int:
     """Send ``records`` to ``topic``, at most ``rate`` per second if given; returns how many the broker acknowledged.
 
     ``bootstrap`` is ``host:port[,host:port]`` or faust's ``kafka://host:port[;kafka://...]``. The topic must
@@ -177,8 +185,11 @@ async def produce(bootstrap: str, topic: str, records: Iterable[bytes], *, rate:
     """
     if rate is not None and not (math.isfinite(rate) and rate > 0):
         raise ConfigError(f"rate must be > 0 records per second, or None for as fast as possible, got {rate}")
+    from pipeline.kafka_clients import client_options
+
     producer = AIOKafkaProducer(
         bootstrap_servers=_bootstrap_servers(bootstrap),
+        **client_options(connection or KafkaConnection()),
         client_id="pseudonymizer-traffic",
         acks="all",
         enable_idempotence=True,  # a retried batch is not written twice

@@ -1,0 +1,111 @@
+"""The one place Kafka clients are built: every consumer, producer, admin client and the faust app get their
+connection (TLS, SASL) from :class:`~config.settings.KafkaConnection`, so a new client never copies security options.
+
+Secrets are read from their files here, when a client is built, and handed to the client library only: they never
+pass through a log line, an exception message or a ``repr`` of the settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
+
+from config.settings import KafkaConnection, Settings
+from transforms.errors import ConfigError
+
+
+def _secret(path: Any) -> str:
+    # A mounted secret usually ends with a newline that is not part of it.
+    return str(path.read_text(encoding="utf-8")).rstrip("\r\n")
+
+
+def ssl_context(connection: KafkaConnection) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL connections (None otherwise): the CA, and a client certificate if any."""
+    if connection.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    password = _secret(connection.ssl_key_password_file) if connection.ssl_key_password_file else None
+    try:
+        context = create_ssl_context(
+            cafile=connection.ssl_ca_file,
+            certfile=connection.ssl_cert_file,
+            keyfile=connection.ssl_key_file,
+            password=password,
+        )
+    except (ssl.SSLError, OSError) as exc:
+        # The library's reason (a wrong key password, a file that is no PEM), never the password itself.
+        raise ConfigError(f"PSEUDO_KAFKA_SSL_*: cannot build the TLS context ({type(exc).__name__}: {exc})") from None
+    context.check_hostname = connection.ssl_check_hostname
+    return context
+
+
+def _token_provider(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"PSEUDO_KAFKA_SASL_OAUTH_TOKEN_PROVIDER: cannot import {reference}") from None
+    return factory()
+
+
+def client_options(connection: KafkaConnection) -> dict[str, Any]:
+    """aiokafka's keyword arguments for this connection (consumers, producers and admin clients alike)."""
+    if connection.security_protocol == "PLAINTEXT":
+        return {}  # aiokafka's default: nothing to pass
+    options: dict[str, Any] = {"security_protocol": connection.security_protocol}
+    context = ssl_context(connection)
+    if context is not None:
+        options["ssl_context"] = context
+    mechanism = connection.sasl_mechanism
+    if mechanism is not None:
+        options["sasl_mechanism"] = mechanism
+        if mechanism == "OAUTHBEARER":
+            assert connection.sasl_oauth_token_provider is not None  # the settings require it
+            options["sasl_oauth_token_provider"] = _token_provider(connection.sasl_oauth_token_provider)
+        else:
+            options["sasl_plain_username"] = connection.sasl_username
+            options["sasl_plain_password"] = (
+                _secret(connection.sasl_password_file)
+                if connection.sasl_password_file
+                else connection.sasl_password.get_secret_value()
+                if connection.sasl_password
+                else None
+            )
+    return options
+
+
+def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
+
+
+def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
+
+
+def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
+
+
+def faust_options(connection: KafkaConnection) -> dict[str, Any]:
+    """``faust.App`` keyword arguments for this connection: ``broker_credentials`` (none for PLAINTEXT)."""
+    import faust
+
+    protocol, mechanism = connection.security_protocol, connection.sasl_mechanism
+    if protocol == "PLAINTEXT":
+        return {}
+    context = ssl_context(connection)
+    if mechanism is None:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    if mechanism == "OAUTHBEARER":
+        assert connection.sasl_oauth_token_provider is not None
+        provider = _token_provider(connection.sasl_oauth_token_provider)
+        return {"broker_credentials": faust.OAuthCredentials(oauth_cb=provider, ssl_context=context)}
+    password = client_options(connection)["sasl_plain_password"]
+    credentials = faust.SASLCredentials(
+        username=connection.sasl_username, password=password, ssl_context=context, mechanism=mechanism
+    )
+    return {"broker_credentials": credentials}
