@@ -22,7 +22,7 @@ def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[tu
     events: list[tuple[str, Any]] = []
     loops: list[asyncio.AbstractEventLoop] = []
 
-    async def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    async def ensure_topics(bootstrap: str, specs: list[TopicSpec], **options: object) -> list[str]:
         events.append(("topics", [spec.name for spec in specs]))
         return []
 
