@@ -59,7 +59,10 @@ async def ensure_topics(
     try:
         await admin.start()
     except KafkaConnectionError:
-        raise ConfigError(f"cannot reach a Kafka broker at {bootstrap} (PSEUDO_BROKER or --broker)") from None
+        raise ConfigError(
+            f"cannot reach a Kafka broker at {bootstrap} (PSEUDO_BROKER or --broker), or it refused the connection "
+            "settings (PSEUDO_KAFKA_*: the broker's answer is logged above)"
+        ) from None
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

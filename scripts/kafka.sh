@@ -6,6 +6,9 @@
 #   scripts/kafka.sh stop     stop it and wait until the process is gone
 #   scripts/kafka.sh status   exit 0 when the broker answers
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_STATE_DIR (.kafka), KAFKA_HEAP (-Xmx1g).
+# KAFKA_SECURE=1 adds a SASL_SSL listener (SCRAM-SHA-512 and PLAIN) on KAFKA_PORT+2 and an SSL listener that
+# requires client certificates on KAFKA_PORT+3; the CA, keystore and per-principal credentials are generated
+# by scripts/kafka_tls.py (KAFKA_PYTHON, default .venv/bin/python) into $KAFKA_STATE_DIR/tls-$KAFKA_PORT.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +20,8 @@ data="$state/data-$port"
 logs="$state/logs-$port"
 pidfile="$state/broker-$port.pid"
 props="$state/server-$port.properties"
+secure="${KAFKA_SECURE:-0}"
+tls="$state/tls-$port"
 
 fetch() {
   if [ -f "$lib/.complete" ]; then return 0; fi
@@ -106,12 +111,34 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
+  local scram=()
+  if [ "$secure" = 1 ]; then
+    "${KAFKA_PYTHON:-$root/.venv/bin/python}" "$root/scripts/kafka_tls.py" "$tls"
+    local plain_users="" name
+    for name in worker analyst security shipper admin; do
+      plain_users="$plain_users user_$name=\"$(cat "$tls/$name.password")\""
+      scram+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$(cat "$tls/$name.password")]")
+    done
+    sed -i "s#^listeners=.*#listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_SSL://127.0.0.1:$((port + 2)),SSL://127.0.0.1:$((port + 3))#; s#^advertised.listeners=.*#advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$((port + 2)),SSL://127.0.0.1:$((port + 3))#; s#^listener.security.protocol.map=.*#listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL#" "$props"
+    cat >> "$props" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/broker.p12
+ssl.keystore.password=$(cat "$tls/broker.password")
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+PROPS
+    chmod 600 "$props"
+  fi
   local cp="$lib/*"
   local jvm=(java ${KAFKA_HEAP:--Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true
              -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" -Dkafka.logs.dir="$logs" -cp "$cp")
   if [ ! -f "$data/meta.properties" ]; then
     "${jvm[@]}" kafka.tools.StorageTool format -t "$(cluster_id)" \
-      -c "$props" --standalone >"$logs/format.log" 2>&1 || { cat "$logs/format.log" >&2; exit 1; }
+      -c "$props" --standalone "${scram[@]}" >"$logs/format.log" 2>&1 || { cat "$logs/format.log" >&2; exit 1; }
   fi
   # 9>&-: the broker must not inherit the lock. It outlives this script, and a lock it held would make every
   # later start wait for the broker to exit.
