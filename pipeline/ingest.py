@@ -209,21 +209,12 @@ class BatchIngest(Service):
     async def on_start(self) -> None:
         settings = self._settings
 
-        def producer(client_id: str) -> AIOKafkaProducer:
-            return kafka_clients.producer(
-                settings,
-                client_id=client_id,
-                acks="all",
-                compression_type=settings.compression_type,
-                # Polls arrive as whole record batches (send_batch): lingering would only hold them back.
-                linger_ms=0,
-                max_batch_size=settings.producer_batch_bytes,
-            )
-
-        self._producer = producer(f"{settings.app_id}-ingest")
+        self._producer = kafka_clients.batch_producer(settings, f"{settings.app_id}-ingest")
         # The detector's own: an aiokafka producer keeps one request in flight per broker, so sharing it
         # queued the detector's writes behind the ingest's.
-        self._detector_producer = producer(f"{settings.app_id}-detector") if self._detecting else None
+        self._detector_producer = (
+            kafka_clients.batch_producer(settings, f"{settings.app_id}-detector") if self._detecting else None
+        )
         self._consumer = kafka_clients.consumer(
             settings,
             client_id=f"{settings.app_id}-ingest",

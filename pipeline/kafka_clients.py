@@ -86,6 +86,19 @@ def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 
 
+def batch_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """The producer that takes a poll's outputs as whole record batches (``PollOutputs``): ingest, detector, release."""
+    return producer(
+        settings,
+        client_id=client_id,
+        acks="all",
+        compression_type=settings.compression_type,
+        # Outputs arrive as whole record batches (send_batch): lingering would only hold them back.
+        linger_ms=0,
+        max_batch_size=settings.producer_batch_bytes,
+    )
+
+
 def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 

@@ -121,14 +121,7 @@ class ReleaseService(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = kafka_clients.producer(
-            settings,
-            client_id=self.group_id,
-            acks="all",
-            compression_type=settings.compression_type,
-            linger_ms=0,
-            max_batch_size=settings.producer_batch_bytes,
-        )
+        self._producer = kafka_clients.batch_producer(settings, self.group_id)
         await self._producer.start()
         self._admin = kafka_clients.admin(settings, client_id=self.group_id)
         await self._admin.start()

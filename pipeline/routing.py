@@ -44,7 +44,6 @@ class OutputSpec:
 
     topic: Callable[[Settings], str]
     file: str | None  # None: internal to the stream (the file mode hands these rows over in memory)
-    internal: bool = False
 
 
 # The one table of outputs: a new output is a row here (and a member of Output), a topic in Settings.
@@ -53,8 +52,8 @@ OUTPUTS: dict[Output, OutputSpec] = {
     Output.ABUSE: OutputSpec(lambda s: s.abuse_topic, "abuse.jsonl"),
     Output.QUARANTINE: OutputSpec(lambda s: s.quarantine_topic, "quarantine.jsonl"),
     Output.AGGREGATES: OutputSpec(lambda s: s.aggregates_topic, "aggregates.jsonl"),
-    Output.OBSERVATIONS: OutputSpec(lambda s: s.observation_topic, None, internal=True),
-    Output.RELEASE: OutputSpec(lambda s: s.release_topic, None, internal=True),
+    Output.OBSERVATIONS: OutputSpec(lambda s: s.observation_topic, None),
+    Output.RELEASE: OutputSpec(lambda s: s.release_topic, None),
 }
 
 

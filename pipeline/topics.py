@@ -23,6 +23,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
 from config.settings import KafkaConnection, TopicSpec
+from pipeline.kafka_clients import client_options
 from transforms.errors import ConfigError
 
 log = logging.getLogger("pseudonymizer.topics")
@@ -31,9 +32,7 @@ PLAINTEXT = KafkaConnection()
 
 
 def _options(connection: KafkaConnection) -> dict[str, Any]:
-    # Imported here: pipeline.kafka_clients imports the settings, and tests replace this module's client classes.
-    from pipeline.kafka_clients import client_options
-
+    # Not kafka_clients.admin(): the tests replace this module's client classes with fakes.
     return client_options(connection)
 
 

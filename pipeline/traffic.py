@@ -44,6 +44,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from config.settings import KafkaConnection
+from pipeline.kafka_clients import client_options
 from transforms.errors import ConfigError, Reason
 
 __all__ = [
@@ -185,8 +186,6 @@ async def produce(
     """
     if rate is not None and not (math.isfinite(rate) and rate > 0):
         raise ConfigError(f"rate must be > 0 records per second, or None for as fast as possible, got {rate}")
-    from pipeline.kafka_clients import client_options
-
     producer = AIOKafkaProducer(
         bootstrap_servers=_bootstrap_servers(bootstrap),
         **client_options(connection or KafkaConnection()),

@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,29 +29,39 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-def _kafka(command: str) -> subprocess.CompletedProcess[str]:
+def _kafka(command: str, port: int, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "KAFKA_PORT": str(TEST_PORT),
-        "KAFKA_CONTROLLER_PORT": str(TEST_PORT + 1),
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(port + 1),
         "KAFKA_STATE_DIR": str(ROOT / ".kafka"),
+        **extra_env,
     }
     return subprocess.run(
         [str(ROOT / "scripts" / "kafka.sh"), command], env=env, text=True, capture_output=True, check=False
     )
 
 
+@contextmanager
+def project_broker(port: int, **extra_env: str) -> Iterator[str]:
+    """A broker started by scripts/kafka.sh on ``port`` (reused when one answers there, else stopped after)."""
+    already = _kafka("status", port, extra_env).returncode == 0
+    if not already:
+        started = _kafka("start", port, extra_env)
+        if started.returncode != 0:
+            pytest.fail(f"could not start the test broker on {port}:\n{started.stderr[-4000:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if not already:
+            _kafka("stop", port, extra_env)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """host:port of the session's real broker."""
-    already = _kafka("status").returncode == 0
-    if not already:
-        started = _kafka("start")
-        if started.returncode != 0:
-            pytest.fail(f"could not start the test broker:\n{started.stderr[-4000:]}")
-    yield f"127.0.0.1:{TEST_PORT}"
-    if not already:
-        _kafka("stop")
+    with project_broker(TEST_PORT) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

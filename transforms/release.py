@@ -250,10 +250,6 @@ _DIMENSION_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _dimension_value(name: str, record: dict[str, Any]) -> Any:
-    return _DIMENSION_VALUES[name](record)
-
-
 class ReleaseStage:
     """The windows of one stream partition (or of the whole input in the file mode). Build once, feed rows."""
 
@@ -272,6 +268,8 @@ class ReleaseStage:
         ]
         self._variant_getters = [_getter(path) for path in self._variant_paths]
         self._dimension_getters = [[_DIMENSION_VALUES[d] for d in dims] for dims in aggregates.dimensions]
+        # Every window size a row belongs to (the stream asks per row, for where its place in the topic is kept).
+        self._window_sizes = sorted({release.window_s, *(aggregates.windows_s if aggregates.enabled else ())})
         self._release: dict[float, _ReleaseWindow] = {}
         self._aggregates: dict[tuple[int, float], _Aggregates] = {}
         self.max_time = 0.0  # the latest event time seen: what closes windows
@@ -356,8 +354,7 @@ class ReleaseStage:
     # --- where the stream keeps its place ----------------------------------------------------------------------
     def windows_of(self, time: float) -> list[tuple[int, float]]:
         """(size, start) of every window, release and aggregate, that a row of this time belongs to."""
-        sizes = {self.params.window_s, *(self.aggregate_params.windows_s if self.aggregate_params.enabled else ())}
-        return [(size, float(int(time // size) * size)) for size in sorted(sizes)]
+        return [(size, float(int(time // size) * size)) for size in self._window_sizes]
 
     def open_windows(self) -> set[tuple[int, float]]:
         size = self.params.window_s

@@ -24,6 +24,7 @@ from config.settings import Settings
 from pipeline import kafka_clients
 from pipeline.keystore import write_keyring
 from pipeline.traffic import generate
+from tests.conftest import project_broker
 from tests.integration.helpers import ROOT, drain_sync, produce, running_worker, wait_for_input_count, worker_env
 from transforms.keyring import generate_keyring
 
@@ -33,29 +34,11 @@ PORT = int(os.environ.get("KAFKA_SECURE_TEST_PORT", "19290"))
 TLS = ROOT / ".kafka" / f"tls-{PORT}"
 
 
-def _kafka(command: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(PORT),
-        "KAFKA_CONTROLLER_PORT": str(PORT + 1),
-        "KAFKA_STATE_DIR": str(ROOT / ".kafka"),
-        "KAFKA_SECURE": "1",
-        "KAFKA_PYTHON": sys.executable,
-    }
-    return subprocess.run([str(ROOT / "scripts" / "kafka.sh"), command], env=env, text=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def secured() -> Iterator[str]:
     """The plaintext bootstrap of the secured broker (for the tests' own produce/drain helpers)."""
-    already = _kafka("status").returncode == 0
-    if not already:
-        started = _kafka("start")
-        if started.returncode != 0:
-            pytest.fail(f"could not start the secured broker:\n{started.stderr[-4000:]}")
-    yield f"127.0.0.1:{PORT}"
-    if not already:
-        _kafka("stop")
+    with project_broker(PORT, KAFKA_SECURE="1", KAFKA_PYTHON=sys.executable) as bootstrap:
+        yield bootstrap
 
 
 def _connection(kind: str, principal: str = "worker") -> dict[str, str]:
