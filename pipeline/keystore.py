@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -15,6 +16,15 @@ NO_KEYS_MESSAGE = (
     "Create one with `pseudonymizer keys generate --out keyring.json`. "
     "The worker refuses to run without keys rather than output unprotected data."
 )
+# Names the variable only: the value is the whole keyring.
+KEYS_IN_ENVIRONMENT_WARNING = (
+    "keys: the keyring comes from the PSEUDO_KEYS environment variable, which skips the file permission check "
+    "and is readable by anything that can read this process's environment (child processes, /proc, crash "
+    "reports, `docker inspect`). Mount it as a secret file instead (for example /run/secrets/pseudonymizer-keyring, "
+    'mode 0400 or 0600) and point PSEUDO_KEYS_FILE at it; see README "Keys in a secrets directory".'
+)
+
+log = logging.getLogger("pseudonymizer")
 
 
 def write_keyring(keyring: Keyring, path: Path, *, overwrite: bool = False) -> None:
@@ -55,5 +65,6 @@ def load_keyring(settings: Settings, path: Path | None = None) -> Keyring:
     if settings.keys_file is not None:
         return read_keyring_file(settings.keys_file)
     if settings.keys is not None:
+        log.warning(KEYS_IN_ENVIRONMENT_WARNING)
         return parse_keyring(settings.keys.get_secret_value())
     raise KeyringError(NO_KEYS_MESSAGE)

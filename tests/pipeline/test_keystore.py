@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -49,3 +50,28 @@ def test_keys_from_environment_content() -> None:
     secret = keyring.chains[Purpose.SECURITY].secret.get_secret_value()
     assert secret not in repr(settings)
     assert secret not in str(settings)
+
+
+def test_keys_from_environment_warn_and_name_the_file_setting(caplog: pytest.LogCaptureFixture) -> None:
+    """PSEUDO_KEYS works but warns once, pointing at PSEUDO_KEYS_FILE, and the warning carries no key material."""
+    keyring = generate_keyring()
+    dumped = dump_keyring(keyring).decode()
+    with caplog.at_level(logging.WARNING, logger="pseudonymizer"):
+        assert load_keyring(Settings.from_env({"PSEUDO_KEYS": dumped})) == keyring
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "PSEUDO_KEYS_FILE" in message
+    assert "permission check" in message
+    secrets = [chain.secret.get_secret_value() for chain in keyring.chains.values()]
+    for text in (message, caplog.text):
+        assert dumped not in text
+        assert not any(secret in text for secret in secrets)
+
+
+def test_keys_from_a_file_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "keyring.json"
+    write_keyring(generate_keyring(), path)
+    with caplog.at_level(logging.WARNING, logger="pseudonymizer"):
+        load_keyring(Settings.from_env({"PSEUDO_KEYS_FILE": str(path)}))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
