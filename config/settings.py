@@ -129,6 +129,11 @@ class Settings(BaseModel):
     table_standby_replicas: int = Field(0, ge=0, le=3)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9309, ge=0, le=65535)  # 0 disables the /metrics endpoint
+    # Beyond loopback the endpoint is served only with TLS, a bearer token, or both (pipeline/metrics.py): the
+    # counters describe the traffic, and an open port is an open door. Files, so the secrets stay out of the env.
+    metrics_tls_cert_file: Path | None = None
+    metrics_tls_key_file: Path | None = None
+    metrics_token_file: Path | None = None
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")
     stats_interval_s: float = Field(30.0, gt=0)
     # Throughput knobs (README "Performance"): raw records per ingest poll, observation messages per detector

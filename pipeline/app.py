@@ -20,12 +20,11 @@ from typing import cast
 
 import faust
 import orjson
-from aiohttp import web
 from faust.types import TP, StoreT
 
 from pipeline import kafka_clients
 from pipeline.ingest import BatchIngest, PollOutputs, default_partitioner, key_partition, read_observation_batch
-from pipeline.metrics import RouteCounters
+from pipeline.metrics import MetricsEndpoint, RouteCounters
 from pipeline.release import ReleaseService
 from pipeline.runtime import Runtime
 
@@ -215,23 +214,13 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
             summary["abuse"],
         )
 
-    if settings.metrics_port:
+    # Built here, before the worker starts: an endpoint bound beyond loopback without TLS or a token stops start-up.
+    endpoint = MetricsEndpoint.build(settings, counters)
+    if endpoint is not None:
 
         @app.task
         async def serve_metrics() -> None:
-            async def metrics(_: web.Request) -> web.Response:
-                return web.Response(text=counters.prometheus(settings.app_id), content_type="text/plain")
-
-            async def summary(_: web.Request) -> web.Response:
-                return web.json_response(counters.summary())
-
-            web_app = web.Application()
-            web_app.router.add_get("/metrics", metrics)
-            web_app.router.add_get("/summary", summary)
-            runner = web.AppRunner(web_app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
-            log.info("metrics: http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+            await endpoint.start()
 
     app.counters = counters  # type: ignore[attr-defined]  # for tests and the CLI
     return app

@@ -1,12 +1,39 @@
-"""Counters the worker exposes: every input record is counted in exactly one route, with its reason."""
+"""Counters the worker exposes: every input record is counted in exactly one route, with its reason.
+
+``MetricsEndpoint`` serves them (``/metrics`` for Prometheus, ``/summary`` as JSON) with aiohttp, which faust
+already brings. On loopback it serves plain HTTP as it always has; bound anywhere else it refuses to start unless
+TLS (aiohttp's own ``ssl_context``), a bearer token, or both are configured: the counters describe the traffic
+(volumes, attack reasons, suppression), and a port open to a network should not hand them to anyone who asks.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import logging
+import ssl
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
 
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from config.settings import Settings
+from transforms.errors import ConfigError
 from transforms.process import Outcome, Route
 from transforms.release import ClosedWindow
+
+log = logging.getLogger("pseudonymizer")
+
+# A token shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
+MIN_TOKEN_CHARS = 32
+EXPOSED_WITHOUT_PROTECTION = (
+    "PSEUDO_METRICS_HOST={host} binds the metrics endpoint beyond loopback; it is served there only with TLS "
+    "(PSEUDO_METRICS_TLS_CERT_FILE and PSEUDO_METRICS_TLS_KEY_FILE) or a bearer token (PSEUDO_METRICS_TOKEN_FILE), "
+    "or both. Set one of them, or PSEUDO_METRICS_HOST=127.0.0.1 (or PSEUDO_METRICS_PORT=0 to turn it off)."
+)
 
 
 class RouteCounters:
@@ -126,3 +153,118 @@ class RouteCounters:
                 f"{self.last_window_suppressed_share:.6f}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def is_loopback(host: str) -> bool:
+    """True only for names that cannot be reached from another machine ("" and "0.0.0.0" mean every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to any interface: treat it as exposed
+
+
+def _refuse_encrypted_key() -> NoReturn:
+    # Without a callback, OpenSSL would prompt on the terminal for the key's password and the worker would hang.
+    raise ConfigError("PSEUDO_METRICS_TLS_KEY_FILE: the key is encrypted; give an unencrypted key in a secret file")
+
+
+def _tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # OpenSSL's own error for a missing file names neither the file nor which of the two it was.
+    for setting, path in (("PSEUDO_METRICS_TLS_CERT_FILE", cert_file), ("PSEUDO_METRICS_TLS_KEY_FILE", key_file)):
+        if not path.is_file():
+            raise ConfigError(f"{setting}: no such file: {path}")
+    try:
+        context.load_cert_chain(cert_file, key_file, password=_refuse_encrypted_key)
+    except PermissionError as exc:
+        raise ConfigError(
+            f"PSEUDO_METRICS_TLS_CERT_FILE/PSEUDO_METRICS_TLS_KEY_FILE: not readable: {exc.filename}"
+        ) from None
+    except ssl.SSLError as exc:
+        # OpenSSL's reason (e.g. KEY_VALUES_MISMATCH, NO_START_LINE) names the problem, never the key.
+        raise ConfigError(
+            f"PSEUDO_METRICS_TLS_CERT_FILE/PSEUDO_METRICS_TLS_KEY_FILE: cannot load the certificate and key "
+            f"({exc.reason or exc.__class__.__name__})"
+        ) from None
+    return context
+
+
+def _read_token(path: Path) -> bytes:
+    try:
+        token = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"PSEUDO_METRICS_TOKEN_FILE: no such file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"PSEUDO_METRICS_TOKEN_FILE: cannot read {path}: {exc.strerror}") from None
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"PSEUDO_METRICS_TOKEN_FILE: the token in {path} is shorter than {MIN_TOKEN_CHARS} characters "
+            "(generate one with `openssl rand -hex 32`)"
+        )
+    return token
+
+
+def _bearer_middleware(token: bytes) -> Middleware:
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+        # compare_digest takes as long for a near miss as for a far one: the token cannot be guessed byte by byte.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), token):
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="pseudonymizer"'})
+        return await handler(request)
+
+    return require_token
+
+
+@dataclass(frozen=True, repr=False)  # repr=False: the token must not reach a log through a repr
+class MetricsEndpoint:
+    """``/metrics`` and ``/summary``, checked and prepared once by ``build``; ``start`` binds and serves."""
+
+    host: str
+    port: int
+    app_id: str
+    counters: RouteCounters
+    tls: ssl.SSLContext | None
+    token: bytes | None
+
+    @classmethod
+    def build(cls, settings: Settings, counters: RouteCounters) -> MetricsEndpoint | None:
+        """None when PSEUDO_METRICS_PORT=0; raises ConfigError (naming the setting) on an unsafe or broken setup."""
+        if not settings.metrics_port:
+            return None
+        cert, key = settings.metrics_tls_cert_file, settings.metrics_tls_key_file
+        if (cert is None) != (key is None):
+            raise ConfigError("PSEUDO_METRICS_TLS_CERT_FILE and PSEUDO_METRICS_TLS_KEY_FILE: give both or neither")
+        tls = _tls_context(cert, key) if cert is not None and key is not None else None
+        token = _read_token(settings.metrics_token_file) if settings.metrics_token_file is not None else None
+        if tls is None and token is None and not is_loopback(settings.metrics_host):
+            raise ConfigError(EXPOSED_WITHOUT_PROTECTION.format(host=settings.metrics_host or '""'))
+        return cls(settings.metrics_host, settings.metrics_port, settings.app_id, counters, tls, token)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/metrics"
+
+    def application(self) -> web.Application:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(text=self.counters.prometheus(self.app_id), content_type="text/plain")
+
+        async def summary(_: web.Request) -> web.Response:
+            return web.json_response(self.counters.summary())
+
+        web_app = web.Application(middlewares=[_bearer_middleware(self.token)] if self.token else [])
+        web_app.router.add_get("/metrics", metrics)
+        web_app.router.add_get("/summary", summary)
+        return web_app
+
+    async def start(self) -> web.AppRunner:
+        """Bind and serve; the caller keeps the runner (``await runner.cleanup()`` stops it)."""
+        runner = web.AppRunner(self.application(), access_log=None)  # no access log: it would hold client headers
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port, ssl_context=self.tls).start()
+        log.info("metrics: %s (%s)", self.url, "bearer token required" if self.token else "no token")
+        return runner
