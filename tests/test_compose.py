@@ -60,7 +60,15 @@ def test_kafka_image_is_the_version_the_broker_script_pins(compose: dict[str, An
     pom = (ROOT / "scripts" / "kafka" / "pom.xml").read_text()
     pinned = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
     assert pinned, "scripts/kafka/pom.xml pins <kafka.version>"
-    assert services(compose)["kafka"]["image"] == f"apache/kafka:{pinned.group(1)}"
+    image = services(compose)["kafka"]["image"]
+    assert re.fullmatch(rf"apache/kafka:{re.escape(pinned.group(1))}@sha256:[0-9a-f]{{64}}", image), image
+
+
+def test_every_image_is_pinned_by_digest(compose: dict[str, Any]) -> None:
+    """Images pulled from a registry carry a digest; the project's own image is built from the Dockerfile."""
+    for name, service in services(compose).items():
+        if "build" not in service:
+            assert "@sha256:" in service["image"], name
 
 
 def test_kafka_is_configured_like_the_broker_script(compose: dict[str, Any]) -> None:
