@@ -7,6 +7,7 @@ subcommand exists, every ``PSEUDO_*`` variable is a setting, and the image's Pyt
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -178,3 +179,242 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
     patterns = set((ROOT / ".dockerignore").read_text().split())
     for wanted in (".env", "**/*keyring*.json", "**/*.mmdb", ".git", ".venv", ".kafka"):
         assert wanted in patterns, wanted
+
+
+# --- docker-compose.secure.yml: the secured broker as an override of the file above ------------------------
+
+SECURE_FILE = ROOT / "docker-compose.secure.yml"
+# KAFKA_* variables of the apache/kafka image that are not broker properties.
+IMAGE_VARIABLES = {
+    "KAFKA_OPTS",
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_SSL_KEYSTORE_FILENAME",
+    "KAFKA_SSL_KEYSTORE_CREDENTIALS",
+    "KAFKA_SSL_KEY_CREDENTIALS",
+}
+# What scripts/kafka.sh sets in secure mode that the compose broker leaves out on purpose.
+NOT_IN_COMPOSE = {
+    # OAUTHBEARER there validates unsigned tokens: a test stand-in for an identity provider.
+    "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config",
+}
+
+
+@pytest.fixture(scope="module")
+def secure() -> dict[str, Any]:
+    loaded = yaml.safe_load(SECURE_FILE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def broker_property(variable: str) -> str:
+    """The property the apache/kafka image writes for a KAFKA_* variable: _ is '.', __ is '_', ___ is '-'."""
+    raw = variable.removeprefix("KAFKA_").lower()
+    return raw.replace("___", "\0").replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_")
+
+
+def compose_value(value: str) -> str:
+    """A value as the container sees it: compose turns $$ into $."""
+    return value.replace("$$", "$")
+
+
+def secure_script_properties() -> dict[str, str]:
+    """The properties scripts/kafka.sh writes for KAFKA_SECURE=1: its heredocs and the lines its sed rewrites.
+
+    Values holding a shell variable (ports, paths, passwords) are left out; escaped dollars are literal.
+    """
+    script = (ROOT / "scripts" / "kafka.sh").read_text()
+    secure_part = script[script.index('if [ "$secure" = 1 ]') :]
+    properties = {}
+    for key, value in re.findall(r"^([a-z][a-z0-9._-]*)=(.*)$", secure_part, re.MULTILINE):
+        properties[key] = value
+    for key, value in re.findall(r"s#\^([a-z.]+)=\.\*#\1=([^#]*)#", secure_part):
+        properties[key] = value
+    return {key: value.replace("\\$", "$") for key, value in properties.items() if "$" not in value.replace("\\$", "")}
+
+
+def kafka_tls_principals() -> tuple[str, ...]:
+    spec = importlib.util.spec_from_file_location("kafka_tls", ROOT / "scripts" / "kafka_tls.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.PRINCIPALS)
+
+
+def handed_out(secure: dict[str, Any]) -> dict[str, set[str]]:
+    """Volume -> the files the tls job gives it (read from its `give OWNER FOLDER FILE...` lines)."""
+    job = services(secure)["tls"]
+    folder_volume = {
+        str(v).split(":")[1]: str(v).split(":")[0] for v in job["volumes"] if str(v).split(":")[1].startswith("/tls/")
+    }
+    text = command_text(job).replace("\\\n", " ")
+    given: dict[str, set[str]] = {}
+    for folder, files in re.findall(r"^\s*give \S+ (/tls/\w+) ([^\n]+)$", text, re.MULTILINE):
+        given.setdefault(folder_volume[folder], set()).update(files.split())
+    return given
+
+
+def mounted_files(secure: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:
+    """Paths a service can read from the tls job's volumes -> the volume they come from."""
+    given = handed_out(secure)
+    paths = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = str(volume).split(":")
+        if source in given:
+            assert mode == ["ro"], (source, target)
+            paths.update({f"{target}/{name}": source for name in given[source]})
+    return paths
+
+
+def test_the_secure_file_adds_certificates_topics_and_acls(secure: dict[str, Any]) -> None:
+    assert set(services(secure)) == {"tls", "kafka", "topics", "acls", "worker", "generator"}
+    assert set(services(secure)) - {"tls", "topics", "acls"} <= set(services(yaml.safe_load(COMPOSE_FILE.read_text())))
+
+
+def test_the_broker_is_configured_like_the_secure_broker_script(secure: dict[str, Any]) -> None:
+    """Every literal property scripts/kafka.sh writes in secure mode is set the same way here (bar NOT_IN_COMPOSE)."""
+    script = secure_script_properties()
+    env = {
+        broker_property(name): compose_value(value)
+        for name, value in environment(services(secure)["kafka"]).items()
+        if name.startswith("KAFKA_") and name not in IMAGE_VARIABLES
+    }
+    mechanisms = "sasl.enabled.mechanisms"
+    assert set(env[mechanisms].split(",")) == {"SCRAM-SHA-512", "PLAIN"}
+    assert set(env[mechanisms].split(",")) <= set(script[mechanisms].split(","))
+    compared = {key for key in script if key not in NOT_IN_COMPOSE | {mechanisms}}
+    assert compared - set(env) == set(), "set in scripts/kafka.sh's secure mode but not here"
+    assert {key: env[key] for key in compared} == {key: script[key] for key in compared}
+    for wanted in (
+        "authorizer.class.name",
+        "allow.everyone.if.no.acl.found",
+        "super.users",
+        "ssl.principal.mapping.rules",
+        "listener.name.ssl.ssl.client.auth",
+        "listener.name.controller.ssl.client.auth",
+        "inter.broker.listener.name",
+        "listener.security.protocol.map",
+    ):
+        assert wanted in compared, f"scripts/kafka.sh no longer sets {wanted}: compare it some other way"
+    assert env["allow.everyone.if.no.acl.found"] == "false"
+    assert env["super.users"] == "User:broker;User:admin"
+
+
+def test_the_broker_listeners_are_secured_and_its_certificate_names_its_host(secure: dict[str, Any]) -> None:
+    env = environment(services(secure)["kafka"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["CONTROLLER"] == "SSL"
+    assert protocols[env["KAFKA_INTER_BROKER_LISTENER_NAME"]] == "SSL"
+    advertised = dict(re.findall(r"([A-Z_]+)://([^:,]+):\d+", env["KAFKA_ADVERTISED_LISTENERS"]))
+    # Plaintext only on the broker container's loopback, for the health check of docker-compose.yml.
+    assert advertised.pop("PLAINTEXT") == "127.0.0.1"
+    assert {protocols[name] for name in advertised} == {"SASL_SSL", "SSL"}
+    sans = re.findall(r"--san (\S+)", command_text(services(secure)["tls"]))
+    assert set(advertised.values()) <= set(sans) | {"localhost", "127.0.0.1"}
+    assert "localhost:9092" in " ".join(
+        services(yaml.safe_load(COMPOSE_FILE.read_text()))["kafka"]["healthcheck"]["test"]
+    )
+
+
+def test_broker_secrets_are_references_to_files_it_is_given(secure: dict[str, Any]) -> None:
+    """No password is written into the file: each is ${dir:folder:file}, and that file is in the broker's volume."""
+    kafka = services(secure)["kafka"]
+    files = mounted_files(secure, kafka)
+    env = environment(kafka)
+    references = re.findall(r"\$\$\{dir:([^:}]+):([^}]+)\}", SECURE_FILE.read_text())
+    assert references
+    for folder, name in references:
+        assert folder == env["KAFKA_CONFIG_PROVIDERS_DIR_PARAM_ALLOWED__PATHS"]
+        assert f"{folder}/{name}" in files, name
+    for name, value in env.items():
+        if "PASSWORD" in name:
+            assert compose_value(value).startswith("${dir:"), name
+    assert env["KAFKA_SSL_KEYSTORE_LOCATION"] in files
+    assert env["KAFKA_SSL_TRUSTSTORE_LOCATION"] in files
+    for name in ("KAFKA_SSL_KEYSTORE_FILENAME", "KAFKA_SSL_KEYSTORE_CREDENTIALS", "KAFKA_SSL_KEY_CREDENTIALS"):
+        assert f"/etc/kafka/secrets/{env[name]}" in files, name
+
+
+def test_every_principal_of_the_certificate_script_can_log_in_with_plain_and_scram(secure: dict[str, Any]) -> None:
+    principals = set(kafka_tls_principals())
+    jaas = environment(services(secure)["kafka"])["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"]
+    assert set(re.findall(r"user_(\w+)=", jaas)) == principals
+    broker_files = mounted_files(secure, services(secure)["kafka"])
+    assert {f"/etc/kafka/secrets/{p}.password" for p in principals} <= set(broker_files)
+    assert "--add-scram" in command_text(services(secure)["kafka"])
+
+
+def test_each_client_gets_its_own_credentials_and_no_one_elses(secure: dict[str, Any]) -> None:
+    """A SASL client's volume holds its password and the CA; a certificate client's its key pair and the CA."""
+    principals = set(kafka_tls_principals())
+    for name in ("topics", "acls", "worker", "generator"):
+        service = services(secure)[name]
+        env = environment(service)
+        files = mounted_files(secure, service)
+        for variable, path in env.items():
+            if variable.endswith("_FILE"):
+                assert path in files, (name, variable, path)
+        user = env.get("PSEUDO_KAFKA_SASL_USERNAME")
+        if user is None:  # mutual TLS
+            user = Path(env["PSEUDO_KAFKA_SSL_CERT_FILE"]).stem
+        assert user in principals, (name, user)
+        others = {Path(path).stem for path in files} - {user, "ca"}
+        assert others == set(), (name, others)
+
+
+def test_clients_connect_with_valid_settings_to_the_listener_of_their_protocol(
+    secure: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each client's PSEUDO_* environment passes the settings model (files replaced by stand-ins)."""
+    from config.settings import ENV_VARS, KAFKA_PREFIX, KafkaConnection, Settings
+
+    known = ENV_VARS | {KAFKA_PREFIX + field.upper() for field in KafkaConnection.model_fields}
+    kafka_env = environment(services(secure)["kafka"])
+    ports = {
+        protocol: port
+        for name, port in re.findall(r"([A-Z_]+)://[^:,]*:(\d+)", kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+        for protocol in [dict(i.split(":") for i in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))[name]]
+    }
+    main = services(yaml.safe_load(COMPOSE_FILE.read_text()))
+    stand_in = tmp_path / "stand-in"
+    stand_in.write_text("x")
+    for name in ("topics", "acls", "worker", "generator"):
+        env = {**environment(main.get(name, {})), **environment(services(secure)[name])}
+        pseudo = {k: v for k, v in env.items() if k.startswith("PSEUDO_") and not v.startswith("${")}
+        assert set(pseudo) <= known, set(pseudo) - known
+        pseudo = {k: str(stand_in) if k.endswith("_FILE") else v for k, v in pseudo.items()}
+        settings = Settings.from_env(pseudo)
+        broker = re.search(r"--broker\s+kafka://\S+:(\d+)", command_text(services(secure)[name]))
+        port = broker.group(1) if broker else settings.bootstrap.rsplit(":", 1)[1]
+        assert ports[settings.kafka.security_protocol] == port, name
+
+
+def test_acls_are_applied_for_every_audience_as_admin(secure: dict[str, Any]) -> None:
+    acls = services(secure)["acls"]
+    command = command_text(acls)
+    assert command.startswith("pseudonymizer acls ")
+    assert command.endswith(" --apply")
+    given = dict(re.findall(r"--principal-(\w+) User:(\w+)", command))
+    assert set(given.values()) <= set(kafka_tls_principals())
+    assert Path(environment(acls)["PSEUDO_KAFKA_SSL_CERT_FILE"]).stem == "admin"
+    assert acls["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert services(secure)["worker"]["depends_on"]["acls"]["condition"] == "service_completed_successfully"
+    try:
+        from pipeline.acls import Audience
+    except ImportError as exc:
+        pytest.skip(f"pipeline.acls does not import yet, so its audiences cannot be checked: {exc}")
+    assert set(given) == {audience.value for audience in Audience}
+
+
+def test_the_secure_file_uses_real_subcommands_and_publishes_nothing(secure: dict[str, Any]) -> None:
+    used = {m for s in services(secure).values() for m in SUBCOMMAND.findall(command_text(s))}
+    assert {"topics", "acls", "generate"} <= used
+    try:
+        from pipeline.cli import SUBCOMMANDS
+    except ImportError as exc:
+        pytest.skip(f"pipeline.cli does not import yet: {exc}")
+    assert used <= set(SUBCOMMANDS), used - set(SUBCOMMANDS)
+    for name, service in services(secure).items():
+        assert "ports" not in service, name
+        assert service.get("image", "pseudonymizer:local") == "pseudonymizer:local", name
+        assert "ALL" in service.get("cap_drop", ["ALL"]), name
