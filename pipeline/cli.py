@@ -20,6 +20,7 @@ from transforms.errors import ConfigError, PseudonymizerError, RecordError
 SUBCOMMANDS = (
     "worker",
     "topics",
+    "acls",
     "generate",
     "process",
     "lookup",
@@ -121,6 +122,28 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
         kept = "compacted" if spec.compacted else f"retention {spec.retention_ms / 86_400_000:g} d"
         print(f"topics: {spec.name:32} {spec.partitions:4} partitions, {kept}: {outcome}")
     print(f"topics: all {len(specs)} topics exist on {settings.bootstrap}; shippers may start", file=sys.stderr)
+    return 0
+
+
+# --- acls --------------------------------------------------------------------------------------------
+
+
+def cmd_acls(args: argparse.Namespace) -> int:
+    from pipeline.acls import Audience, apply, format_table, required_acls
+
+    settings = _settings(args)
+    principals = {
+        audience: given for audience in Audience if (given := getattr(args, f"principal_{audience.value}")) is not None
+    }
+    if not principals:
+        raise ConfigError("acls: name at least one principal (--principal-worker User:worker, ...)")
+    acls = required_acls(settings, principals, allow_create=args.allow_create)
+    print(format_table(acls))
+    if args.apply:
+        sent = asyncio.run(apply(settings, acls))
+        print(f"acls: {sent} ACLs applied on {settings.bootstrap}", file=sys.stderr)
+    else:
+        print("acls: printed only; --apply creates them (as a principal allowed to alter the cluster)", file=sys.stderr)
     return 0
 
 
@@ -428,6 +451,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
     p.set_defaults(func=cmd_topics_create)
+
+    p = sub.add_parser(
+        "acls",
+        help="print (and with --apply create) the ACLs each named principal needs on a broker with an authorizer",
+    )
+    for audience, does in (
+        ("worker", "the stream worker"),
+        ("shipper", "log shippers: write the input topic only"),
+        ("analyst", "read analytics and aggregates"),
+        ("security", "read abuse events"),
+        ("operator", "read the quarantine"),
+    ):
+        p.add_argument(f"--principal-{audience}", metavar="User:NAME", help=does)
+    p.add_argument(
+        "--allow-create",
+        action="store_true",
+        help="let the worker create the input and output topics (otherwise run `topics create` as an administrator)",
+    )
+    p.add_argument("--apply", action="store_true", help="create the ACLs through the Admin API")
+    p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
+    p.set_defaults(func=cmd_acls)
 
     p = sub.add_parser("generate", help="produce sample traffic to the input topic")
     p.add_argument("--broker")

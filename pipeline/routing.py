@@ -40,20 +40,22 @@ class Output(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutputSpec:
-    """Where one output goes: its topic (from the settings) and, if the file mode writes it, its file."""
+    """Where one output goes: its topic (from the settings), if the file mode writes it, its file, and who reads it."""
 
     topic: Callable[[Settings], str]
     file: str | None  # None: internal to the stream (the file mode hands these rows over in memory)
+    # The audience whose principal may read the topic (pipeline/acls.py); None: only the worker (internal).
+    reader: str | None
 
 
 # The one table of outputs: a new output is a row here (and a member of Output), a topic in Settings.
 OUTPUTS: dict[Output, OutputSpec] = {
-    Output.ANALYTICS: OutputSpec(lambda s: s.analytics_topic, "analytics.jsonl"),
-    Output.ABUSE: OutputSpec(lambda s: s.abuse_topic, "abuse.jsonl"),
-    Output.QUARANTINE: OutputSpec(lambda s: s.quarantine_topic, "quarantine.jsonl"),
-    Output.AGGREGATES: OutputSpec(lambda s: s.aggregates_topic, "aggregates.jsonl"),
-    Output.OBSERVATIONS: OutputSpec(lambda s: s.observation_topic, None),
-    Output.RELEASE: OutputSpec(lambda s: s.release_topic, None),
+    Output.ANALYTICS: OutputSpec(lambda s: s.analytics_topic, "analytics.jsonl", "analyst"),
+    Output.ABUSE: OutputSpec(lambda s: s.abuse_topic, "abuse.jsonl", "security"),
+    Output.QUARANTINE: OutputSpec(lambda s: s.quarantine_topic, "quarantine.jsonl", "operator"),
+    Output.AGGREGATES: OutputSpec(lambda s: s.aggregates_topic, "aggregates.jsonl", "analyst"),
+    Output.OBSERVATIONS: OutputSpec(lambda s: s.observation_topic, None, None),
+    Output.RELEASE: OutputSpec(lambda s: s.release_topic, None, None),
 }
 
 

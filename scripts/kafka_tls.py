@@ -1,14 +1,21 @@
 """TLS material and client credentials for the secured test broker (``KAFKA_SECURE=1 scripts/kafka.sh start``).
 
 Writes into the given folder (under the git-ignored broker state): a CA (``ca.pem``), the broker's key and
-certificate for ``localhost`` and ``127.0.0.1`` as a PKCS#12 keystore (``broker.p12``, password in
-``broker.password``: Java reads 3DES-encrypted PKCS#12, not PBES2-encrypted PEM keys), and for each principal a client
-certificate (``<name>.pem``, ``<name>.key``) and a password (``<name>.password``) for SCRAM and PLAIN. Existing
-material is kept: the broker's SCRAM credentials are set once, when its storage is formatted.
+certificate (``CN=broker``, for ``localhost``, ``127.0.0.1`` and any ``--san`` names) as a PKCS#12 keystore
+(``broker.p12``, password in ``broker.password``: Java reads 3DES-encrypted PKCS#12, not PBES2-encrypted PEM keys), and
+for each principal a client certificate (``CN=<name>``: ``<name>.pem``, ``<name>.key``) and a password
+(``<name>.password``) for SCRAM and PLAIN.
+
+The broker's certificate serves TLS clients and is also its own client certificate on the controller and inter-broker
+listeners, where mutual TLS authenticates it as ``User:broker`` (the broker maps ``CN=<name>`` to ``<name>``).
+
+Passwords are kept once written: the broker's SCRAM credentials are set when its storage is formatted. Certificates are
+rewritten when ``FORMAT`` changes (what they must contain changed), never otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import ipaddress
 import secrets
@@ -21,7 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PRINCIPALS = ("worker", "analyst", "security", "shipper", "admin")
+PRINCIPALS = ("worker", "analyst", "security", "operator", "shipper", "admin")
+# Bumped when the certificates must change; the folder's "format" file records what it holds.
+FORMAT = "2: broker CN=broker, server and client use"
 VALID = dt.timedelta(days=825)
 
 
@@ -34,8 +43,14 @@ def _private(path: Path, data: bytes) -> None:
     path.chmod(0o600)
 
 
-def main(folder: Path) -> int:
-    if (folder / "broker.p12").exists():
+def _password(path: Path) -> str:
+    if not path.exists():
+        _private(path, secrets.token_urlsafe(18).encode())
+    return path.read_text()
+
+
+def main(folder: Path, extra_names: list[str]) -> int:
+    if (folder / "format").exists() and (folder / "format").read_text() == FORMAT:
         return 0
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -55,7 +70,12 @@ def main(folder: Path) -> int:
 
     def leaf(common_name: str, *, server: bool) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        # The broker is a client too: of its controller, and of the other brokers.
+        usage = (
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            if server
+            else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -64,15 +84,19 @@ def main(folder: Path) -> int:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + VALID)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         )
         if server:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            names: list[x509.GeneralName] = [
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            ]
+            names += [x509.DNSName(name) for name in extra_names]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return key, builder.sign(ca_key, hashes.SHA256())
 
-    key, certificate = leaf("localhost", server=True)
-    password = secrets.token_urlsafe(18)
+    key, certificate = leaf("broker", server=True)
+    password = _password(folder / "broker.password")
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(50_000)
@@ -83,16 +107,20 @@ def main(folder: Path) -> int:
     _private(
         folder / "broker.p12", pkcs12.serialize_key_and_certificates(b"broker", key, certificate, [ca], encryption)
     )
-    _private(folder / "broker.password", password.encode())
     for principal in PRINCIPALS:
         key, certificate = leaf(principal, server=False)
         (folder / f"{principal}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         unencrypted = serialization.NoEncryption()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, unencrypted)
         _private(folder / f"{principal}.key", pem)
-        _private(folder / f"{principal}.password", secrets.token_urlsafe(18).encode())
+        _password(folder / f"{principal}.password")
+    (folder / "format").write_text(FORMAT)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--san", action="append", default=[], help="another DNS name of the broker (repeatable)")
+    arguments = parser.parse_args()
+    sys.exit(main(arguments.folder, arguments.san))

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from config.settings import Settings
+from pipeline import kafka_clients, local_broker
+from pipeline.local_broker import Mechanism
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PSEUDO_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -62,6 +69,41 @@ def kafka_bootstrap() -> Iterator[str]:
     """host:port of the session's real broker."""
     with project_broker(TEST_PORT) as bootstrap:
         yield bootstrap
+
+
+SECURE_TEST_PORT = int(os.environ.get("KAFKA_SECURE_TEST_PORT", "19290"))
+
+
+@dataclass(frozen=True)
+class SecuredBroker:
+    """The session's secured broker (``KAFKA_SECURE=1``): TLS, SASL, mutual TLS, an authorizer denying by default."""
+
+    port: int
+
+    @property
+    def plaintext(self) -> str:
+        """Its plaintext listener: answers ApiVersions, grants its ANONYMOUS principal nothing."""
+        return f"127.0.0.1:{self.port}"
+
+    def env(self, principal: str = "admin", mechanism: Mechanism = "SCRAM-SHA-512") -> dict[str, str]:
+        """PSEUDO_BROKER and PSEUDO_KAFKA_* for ``principal`` (admin is a super user)."""
+        provider = f"tests.integration.oauth_token:{principal}" if mechanism == "OAUTHBEARER" else None
+        return local_broker.connection_env(self.port, principal, mechanism, token_provider=provider)
+
+    def settings(self, principal: str = "admin", mechanism: Mechanism = "SCRAM-SHA-512", **env: str) -> Settings:
+        return Settings.from_env({**self.env(principal, mechanism), **env})
+
+    def options(self, principal: str = "admin", mechanism: Mechanism = "SCRAM-SHA-512") -> dict[str, Any]:
+        """aiokafka keyword arguments (bootstrap_servers included) for a test's own clients."""
+        settings = self.settings(principal, mechanism)
+        return {"bootstrap_servers": settings.bootstrap, **kafka_clients.client_options(settings.kafka)}
+
+
+@pytest.fixture(scope="session")
+def secured_broker() -> Iterator[SecuredBroker]:
+    """One secured broker per session, started by the project's script (its state under .kafka/tls-<port>)."""
+    with project_broker(SECURE_TEST_PORT, KAFKA_SECURE="1", KAFKA_PYTHON=sys.executable):
+        yield SecuredBroker(SECURE_TEST_PORT)
 
 
 @pytest.fixture

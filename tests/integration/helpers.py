@@ -18,6 +18,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from config.settings import Settings
+from pipeline.kafka_clients import client_options
+
 ROOT = Path(__file__).resolve().parents[2]
 IPV4 = re.compile(rb"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -50,6 +53,12 @@ def worker_env(bootstrap: str, topics: dict[str, str], keys: Path, data_dir: Pat
         }
     )
     return env
+
+
+def worker_connection(env: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The worker's bootstrap and its aiokafka connection options (TLS, SASL) from its environment."""
+    settings = Settings.from_env(env)
+    return settings.bootstrap, {"bootstrap_servers": settings.bootstrap, **client_options(settings.kafka)}
 
 
 def summary(env: dict[str, str]) -> dict[str, Any] | None:
@@ -100,9 +109,11 @@ def wait_for_input_count(
         raise AssertionError(f"worker processed {last and last['input']} of {expected} records in {timeout_s} s")
     # The detector runs in a second agent behind a repartition topic: let it read all of it (faust commits
     # what its agent has processed about every second), then wait for the counters to settle.
-    bootstrap = env["PSEUDO_BROKER"].removeprefix("kafka://")
+    bootstrap, connection = worker_connection(env)
     observations = f"{env['PSEUDO_APP_ID']}-observations"
-    while time.monotonic() < deadline and not asyncio.run(consumed(bootstrap, env["PSEUDO_APP_ID"], observations)):
+    while time.monotonic() < deadline and not asyncio.run(
+        consumed(bootstrap, env["PSEUDO_APP_ID"], observations, connection)
+    ):
         time.sleep(0.3)
     # The release holds analytics in windows until event time (or an idle input) closes them: wait for every
     # held record to be released or suppressed (``released`` False: only read by the release stage).
@@ -122,12 +133,17 @@ def wait_for_input_count(
     return last
 
 
-async def consumed(bootstrap: str, group: str, topic: str) -> bool:
+def _client(bootstrap: str, connection: dict[str, Any] | None) -> dict[str, Any]:
+    """aiokafka keyword arguments: the plaintext ``bootstrap``, or a secured connection (SecuredBroker.options)."""
+    return dict(connection) if connection else {"bootstrap_servers": bootstrap}
+
+
+async def consumed(bootstrap: str, group: str, topic: str, connection: dict[str, Any] | None = None) -> bool:
     """Whether ``group`` has committed up to the end of every partition of ``topic`` (True if it has none)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**_client(bootstrap, connection))
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **_client(bootstrap, connection))
     await admin.start()
     await consumer.start()
     try:
@@ -144,8 +160,14 @@ async def consumed(bootstrap: str, group: str, topic: str) -> bool:
         await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[bytes], partition: int | None = None) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=2_000_000)
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[bytes],
+    partition: int | None = None,
+    connection: dict[str, Any] | None = None,
+) -> int:
+    producer = AIOKafkaProducer(linger_ms=5, max_request_size=2_000_000, **_client(bootstrap, connection))
     await producer.start()
     count = 0
     try:
@@ -158,9 +180,13 @@ async def produce(bootstrap: str, topic: str, records: Iterable[bytes], partitio
     return count
 
 
-async def drain(bootstrap: str, topic: str, timeout_s: float = 20) -> list[tuple[bytes | None, bytes]]:
+async def drain(
+    bootstrap: str, topic: str, timeout_s: float = 20, connection: dict[str, Any] | None = None
+) -> list[tuple[bytes | None, bytes]]:
     """Every record of a topic from the beginning to its current end (key, value)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, auto_offset_reset="earliest", **_client(bootstrap, connection)
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -187,8 +213,10 @@ async def drain(bootstrap: str, topic: str, timeout_s: float = 20) -> list[tuple
         await consumer.stop()
 
 
-def drain_sync(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
-    return asyncio.run(drain(bootstrap, topic))
+def drain_sync(
+    bootstrap: str, topic: str, connection: dict[str, Any] | None = None
+) -> list[tuple[bytes | None, bytes]]:
+    return asyncio.run(drain(bootstrap, topic, connection=connection))
 
 
 def leaked_addresses(blob: bytes, addresses: set[bytes]) -> set[bytes]:

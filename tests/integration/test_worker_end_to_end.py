@@ -22,7 +22,7 @@ import pytest
 
 from pipeline.keystore import write_keyring
 from pipeline.traffic import generate
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, SecuredBroker
 from tests.integration.helpers import (
     EMAIL,
     IPV4,
@@ -77,9 +77,14 @@ def _input_records() -> list[bytes]:
     return good[:half] + POISON_RECORDS + good[half:] + BAD_RECORDS
 
 
-@pytest.fixture(scope="module")
-def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the worker once over the input; every test below reads its results."""
+@pytest.fixture(scope="module", params=["plaintext", "sasl_ssl_with_acls"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the worker once over the input; every test below reads its results.
+
+    Twice: on the plaintext broker, and on the secured one (issue 10), where the worker connects over SASL_SSL with
+    SCRAM-SHA-512 as ``worker``, a shipper writes the input over PLAIN as ``shipper``, and the broker's authorizer
+    allows each only what ``pseudonymizer acls`` granted it. The tests themselves read the topics as ``admin``.
+    """
     import uuid
 
     tmp = tmp_path_factory.mktemp("e2e")
@@ -87,26 +92,35 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
     keys = tmp / "keyring.json"
     write_keyring(generate_keyring(), keys)
-    env = worker_env(kafka_bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
+    admin: dict[str, Any] | None = None
+    shipper: dict[str, Any] | None = None
+    if request.param == "plaintext":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        env = worker_env(bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
+    else:
+        secured: SecuredBroker = request.getfixturevalue("secured_broker")
+        bootstrap = secured.plaintext
+        env = worker_env(bootstrap, topics, keys, tmp / "data", **secured.env("worker"))
+        admin, shipper = secured.options("admin"), secured.options("shipper", "PLAIN")
+        _create_topics_and_grant_acls({**env, **secured.env("admin")})
     records = _input_records()
     log_path = tmp / "worker.log"
     with running_worker(env, log_path) as worker:
         # One input partition keeps arrival order equal to file order, so the file mode must agree exactly
         # (stateful alerts included); the other partitions still exist and are consumed.
-        sent = asyncio.run(produce(kafka_bootstrap, topics["input"], records, partition=0))
+        sent = asyncio.run(produce(bootstrap, topics["input"], records, partition=0, connection=shipper))
         counts = wait_for_input_count(env, sent)
         alive = worker.poll() is None
         deadline = time.monotonic() + 30
-        while not (
-            committed := asyncio.run(consumed(kafka_bootstrap, f"{env['PSEUDO_APP_ID']}-ingest", topics["input"]))
-        ):
+        ingest_group = f"{env['PSEUDO_APP_ID']}-ingest"
+        while not (committed := asyncio.run(consumed(bootstrap, ingest_group, topics["input"], admin))):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-    outputs = {name: drain_sync(kafka_bootstrap, topic) for name, topic in topics.items() if name != "input"}
+    outputs = {name: drain_sync(bootstrap, topic, admin) for name, topic in topics.items() if name != "input"}
     internal = {}
-    for topic in _app_topics(kafka_bootstrap, env["PSEUDO_APP_ID"]):
-        internal[topic] = drain_sync(kafka_bootstrap, topic)
+    for topic in _app_topics(bootstrap, env["PSEUDO_APP_ID"], admin):
+        internal[topic] = drain_sync(bootstrap, topic, admin)
     return {
         "records": records,
         "sent": sent,
@@ -122,11 +136,21 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
-def _app_topics(bootstrap: str, app_id: str) -> list[str]:
+def _create_topics_and_grant_acls(admin_env: dict[str, str]) -> None:
+    """As an administrator: the topics (the worker may create only its internal ones), then every audience's ACLs."""
+    principals = [f"--principal-{name}={name}" for name in ("worker", "shipper", "analyst", "security", "operator")]
+    for command in (["topics", "create"], ["acls", *principals, "--apply"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *command], env=admin_env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _app_topics(bootstrap: str, app_id: str, connection: dict[str, Any] | None = None) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def listing() -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**(connection or {"bootstrap_servers": bootstrap}))
         await admin.start()
         try:
             return [t for t in await admin.list_topics() if t.startswith(app_id)]
@@ -181,7 +205,11 @@ def test_quarantined_payloads_decrypt_to_the_originals(run: dict[str, Any]) -> N
     path = run["tmp"] / "quarantine.jsonl"
     path.write_bytes(b"\n".join(v for _, v in run["outputs"]["quarantine"]) + b"\n")
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "quarantine", "decrypt", "--keys", str(run["keys"]), str(path)],
+        [
+            *(sys.executable, "-m", "pipeline.cli", "quarantine", "decrypt", "--keys", str(run["keys"])),
+            # Audited like every decryption; the audit topic has its own integration test (test_audit_topic.py).
+            *("--reason", "e2e test", "--audit", str(run["tmp"] / "audit.jsonl"), "--audit-file-only", str(path)),
+        ],
         cwd=ROOT,
         capture_output=True,
         check=True,
