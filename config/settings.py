@@ -147,6 +147,13 @@ class Settings(BaseModel):
     # "auto": uvloop when installed (the "fast" extra), else asyncio; asyncio by default: uvloop made no
     # measurable difference to the worker (README "Performance").
     event_loop: str = Field("asyncio", pattern=r"^(auto|uvloop|asyncio)$")
+    # Audit of reveal, quarantine decrypt and lookup (pipeline/audit.py): a hash-chained file, and a copy of every
+    # entry on its own topic, produced before anything is released. Turning the topic copy off takes an explicit
+    # false (not an empty variable, which a broken template could leave behind).
+    audit_file: Path = Path("audit.jsonl")
+    audit_topic: str = Field("logs.audit", min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+    audit_to_kafka: bool = True
+    audit_timeout_s: float = Field(30.0, gt=0, le=600)  # per Kafka call; then the tool stops, releasing nothing
     kafka: KafkaConnection = KafkaConnection()  # PSEUDO_KAFKA_*: TLS and SASL of every client
 
     @classmethod

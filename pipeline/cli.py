@@ -11,11 +11,16 @@ import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from config.settings import Settings
 from transforms.errors import ConfigError, PseudonymizerError, RecordError
+
+if TYPE_CHECKING:
+    from pipeline.audit import AuditLog
+    from transforms.escrow import EscrowPublicKey
 
 SUBCOMMANDS = (
     "worker",
@@ -27,6 +32,7 @@ SUBCOMMANDS = (
     "keys",
     "quarantine",
     "reveal",
+    "audit",
     "demo",
     "transforms",
     "privacy-report",
@@ -199,21 +205,30 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         release = load_policy(args.config).analytics.release
         lifetime = release.window_s if release.enabled else None
     pseudonymizer = Pseudonymizer(read_keyring_file(args.keys), purpose, lifetime_s=lifetime)
+    audit_log = _audit_log(args, "lookup")
     status = 0
     at = args.at.timestamp()
+    found: list[tuple[str, list[str]]] = []
     for text in args.ips:
         try:
             packed = parse_ip(text).packed
-            line = f"{text}\t{pseudonymizer.ip(packed, at)}"
+            columns = [pseudonymizer.ip(packed, at)]
             if args.user_agent is not None:
-                line += f"\t{pseudonymizer.visitor(packed, args.user_agent, at)}"
-            print(line)
+                columns.append(pseudonymizer.visitor(packed, args.user_agent, at))
+            found.append((text, columns))
         except RecordError:
             print(f"lookup: not an IP address: {text}", file=sys.stderr)
             status = 1
         except BeyondRetention:
             print(f"lookup: the key of that time has been destroyed (pruned): {text}", file=sys.stderr)
             status = 1
+    with audit_log as audit:
+        if found:
+            # The pseudonyms say which records became linkable to an address; the addresses stay out of the audit.
+            event = {"purpose": purpose.value, "time": args.at.isoformat(), "pseudonyms": [c for _, c in found]}
+            audit.record(event)
+        for text, columns in found:
+            print("\t".join([text, *columns]))
     return status
 
 
@@ -224,10 +239,34 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     from pipeline.keystore import write_keyring
     from transforms.keyring import generate_keyring
 
-    keyring = generate_keyring(valid_from=args.valid_from, escrow=args.escrow)
+    escrow = None
+    if args.escrow:
+        if args.private_key_out is None:
+            raise ConfigError(
+                "keys: --escrow needs --private-key-out FILE (the escrow private key never goes in a keyring)"
+            )
+        if args.out.exists() and not args.force:
+            raise ConfigError(f"keys: refusing to overwrite existing keyring {args.out}")
+        escrow = _new_escrow_keypair(args.private_key_out)
+    keyring = generate_keyring(valid_from=args.valid_from, escrow=escrow)
     write_keyring(keyring, args.out, overwrite=args.force)
     print(f"keys: wrote keyring {keyring.id} to {args.out} (mode 0600); keep it secret, back it up", file=sys.stderr)
     return 0
+
+
+def _new_escrow_keypair(private_key_out: Path) -> EscrowPublicKey:
+    """Draw a key pair, write its private half (0600, never overwriting) and return the half for the keyring."""
+    from pipeline.escrow_keys import write_escrow_private_key
+    from transforms.escrow import generate_escrow_keypair
+
+    private = generate_escrow_keypair()
+    write_escrow_private_key(private, private_key_out)  # first: a keyring must not name a key nobody holds
+    print(
+        f"keys: wrote the escrow private key {private.id} to {private_key_out} (mode 0600): hand it to the security "
+        "team to keep offline, and delete it here; workers need only the keyring",
+        file=sys.stderr,
+    )
+    return private.public_part()
 
 
 def cmd_keys_prune(args: argparse.Namespace) -> int:
@@ -256,14 +295,19 @@ def cmd_keys_prune(args: argparse.Namespace) -> int:
 
 def cmd_keys_escrow_rotate(args: argparse.Namespace) -> int:
     from pipeline.keystore import read_keyring_file, write_keyring
-    from transforms.escrow import generate_escrow_key
 
     keyring = read_keyring_file(args.keys)
-    new_key = generate_escrow_key()
-    write_keyring(
-        keyring.model_copy(update={"escrow_keys": [*keyring.escrow_keys, new_key]}), args.keys, overwrite=True
-    )
-    print(f"keys: escrow key {new_key.id} added; restart workers so that new tokens use it", file=sys.stderr)
+    public = _new_escrow_keypair(args.private_key_out)
+    keys = [*keyring.escrow_public_keys, public]
+    write_keyring(keyring.model_copy(update={"escrow_public_keys": keys}), args.keys, overwrite=True)
+    print(f"keys: escrow key {public.id} added; restart workers so that new tokens use it", file=sys.stderr)
+    if keyring.escrow_keys:
+        print(
+            "keys: the keyring still holds legacy e1 escrow keys ("
+            + ", ".join(k.id for k in keyring.escrow_keys)
+            + "), which any worker can use to open e1 tokens: destroy them once their tokens are no longer needed",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -271,15 +315,58 @@ def cmd_keys_escrow_destroy(args: argparse.Namespace) -> int:
     from pipeline.keystore import read_keyring_file, write_keyring
 
     keyring = read_keyring_file(args.keys)
-    kept = [k for k in keyring.escrow_keys if k.id != args.id]
-    if len(kept) == len(keyring.escrow_keys):
+    legacy = [k for k in keyring.escrow_keys if k.id != args.id]
+    public = [k for k in keyring.escrow_public_keys if k.id != args.id]
+    if len(legacy) == len(keyring.escrow_keys) and len(public) == len(keyring.escrow_public_keys):
         raise ConfigError(f"keys: no escrow key with id {args.id!r}")
-    write_keyring(keyring.model_copy(update={"escrow_keys": kept}), args.keys, overwrite=True)
+    update = {"escrow_keys": legacy, "escrow_public_keys": public}
+    write_keyring(keyring.model_copy(update=update), args.keys, overwrite=True)
+    if len(legacy) < len(keyring.escrow_keys):
+        done = "legacy e1 key destroyed; its tokens can no longer be revealed by anyone"
+    else:
+        done = (
+            "public key and tag key removed from the keyring: nothing seals under it any more. Its tokens still "
+            "open with its private key file: to make them irreversible, the security team deletes every copy of it"
+        )
     print(
-        f"keys: escrow key {args.id} destroyed; its tokens can no longer be revealed by anyone. Restart workers"
-        + ("" if kept else "; the policy's escrow_ip field now fails at start-up until a new key is added"),
+        f"keys: escrow key {args.id}: {done}. Restart workers"
+        + ("" if public else "; the policy's escrow_ip field now fails at start-up until a new key is added"),
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_keys_quarantine_rotate(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file, write_keyring
+    from transforms.keyring import generate_quarantine_key
+
+    keyring = read_keyring_file(args.keys)
+    new_key = generate_quarantine_key()
+    keys = [*keyring.quarantine_keys, new_key]
+    write_keyring(keyring.model_copy(update={"quarantine_keys": keys}), args.keys, overwrite=True)
+    print(
+        f"keys: quarantine key {new_key.id} added; restart workers so that it seals (older keys still open)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_keys_quarantine_destroy(args: argparse.Namespace) -> int:
+    from pipeline.keystore import read_keyring_file, write_keyring
+
+    keyring = read_keyring_file(args.keys)
+    ids = [k.id for k in keyring.quarantine_keys]
+    if args.id not in ids:
+        raise ConfigError(f"keys: no quarantine key with id {args.id!r}")
+    if args.id == ids[-1]:
+        # Workers seal with the newest key: destroying it would leave them nothing to seal with.
+        raise ConfigError(
+            f"keys: quarantine key {args.id} is the one that seals; run `keys quarantine-rotate` first, restart the "
+            "workers, then destroy it"
+        )
+    kept = [k for k in keyring.quarantine_keys if k.id != args.id]
+    write_keyring(keyring.model_copy(update={"quarantine_keys": kept}), args.keys, overwrite=True)
+    print(f"keys: quarantine key {args.id} destroyed; what it sealed can no longer be opened", file=sys.stderr)
     return 0
 
 
@@ -298,7 +385,10 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             for p, c in keyring.chains.items()
         },
         "quarantine_keys": [k.id for k in keyring.quarantine_keys],
-        "escrow_keys": [k.id for k in keyring.escrow_keys],
+        "quarantine_sealing": keyring.quarantine_keys[-1].id,
+        "escrow_keys": [k.id for k in keyring.escrow_keys],  # legacy e1 (symmetric): open old tokens only
+        "escrow_public_keys": [k.id for k in keyring.escrow_public_keys],
+        "escrow_sealing": keyring.escrow_public_keys[-1].id if keyring.escrow_public_keys else None,
     }
     print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -312,8 +402,12 @@ def cmd_quarantine_decrypt(args: argparse.Namespace) -> int:
     from transforms.quarantine import associated_data, unseal
 
     keyring = read_keyring_file(args.keys)
-    handle = sys.stdin.buffer if str(args.input) == "-" else open(args.input, "rb")  # noqa: SIM115
-    with handle:
+    audit_log = _audit_log(args, "quarantine decrypt")
+    try:
+        handle = sys.stdin.buffer if str(args.input) == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"quarantine decrypt: cannot read {args.input}: {exc.strerror}") from None
+    with handle, audit_log as audit:
         for line in handle:
             if not line.strip():
                 continue
@@ -321,9 +415,10 @@ def cmd_quarantine_decrypt(args: argparse.Namespace) -> int:
             source = record["source"]
             aad = associated_data(source["topic"], source["partition"], source["offset"])
             payload = unseal(keyring, record["payload"], aad)
+            audit.record({"record": source, "quarantine_reason": record["reason"], "key_id": record["payload"]["kid"]})
             out = {"reason": record["reason"], "field": record.get("field"), "source": source}
             out["payload"] = payload.decode("utf-8", "backslashreplace")
-            print(orjson.dumps(out).decode())
+            print(orjson.dumps(out).decode(), flush=True)
     return 0
 
 
@@ -331,10 +426,19 @@ def cmd_quarantine_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_reveal(args: argparse.Namespace) -> int:
+    from pipeline.escrow_keys import read_escrow_private_key
     from pipeline.keystore import read_keyring_file
     from pipeline.reveal import RevealStats, reveal_records
+    from transforms.escrow import EscrowOpener
 
-    keyring = read_keyring_file(args.keys)
+    private_keys = [read_escrow_private_key(path) for path in args.escrow_private_key or []]
+    legacy_keys = read_keyring_file(args.keys).escrow_keys if args.keys is not None else []
+    if not private_keys and not legacy_keys:
+        raise ConfigError(
+            "reveal: give the escrow private key file(s) with --escrow-private-key (and --keys K for legacy e1 tokens)"
+        )
+    opener = EscrowOpener(private_keys, legacy_keys=legacy_keys)
+    audit_log = _audit_log(args, "reveal")
     stats = RevealStats()
     try:
         handle = sys.stdin.buffer if str(args.input) == "-" else open(args.input, "rb")  # noqa: SIM115
@@ -342,19 +446,53 @@ def cmd_reveal(args: argparse.Namespace) -> int:
         raise ConfigError(f"reveal: cannot read {args.input}: {exc.strerror}") from None
     with handle:
         revealed = reveal_records(
-            keyring.escrow_keys,
-            handle,
-            operator=args.operator,
-            reason=args.reason,
-            audit_path=args.audit,
-            record_ids=set(args.record) if args.record else None,
-            stats=stats,
+            opener, handle, audit=audit_log, record_ids=set(args.record) if args.record else None, stats=stats
         )
         for item in revealed:
             print(orjson.dumps(item).decode(), flush=True)
-    print(f"reveal: {orjson.dumps(stats.as_dict()).decode()}; audit log: {args.audit}", file=sys.stderr)
+    print(f"reveal: {orjson.dumps(stats.as_dict()).decode()}; audit log: {audit_log.path}", file=sys.stderr)
     if stats.unknown_key:
-        print("reveal: some tokens name escrow keys this keyring lacks (destroyed: irreversible)", file=sys.stderr)
+        print("reveal: some tokens name escrow keys not given here (or destroyed: irreversible)", file=sys.stderr)
+    return 0
+
+
+# --- audit -------------------------------------------------------------------------------------------
+
+
+def _audit_log(args: argparse.Namespace, tool: str) -> AuditLog:
+    """The audit writer of ``reveal``, ``quarantine decrypt`` and ``lookup``: the file, and the topic copy."""
+    from pipeline.audit import AuditLog, KafkaAuditSink
+
+    settings = _settings(args)
+    path = args.audit or settings.audit_file
+    sink = None if args.audit_file_only or not settings.audit_to_kafka else KafkaAuditSink(settings, args.audit_topic)
+    return AuditLog(path, sink, tool=tool, operator=args.operator or "", reason=args.reason or "")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from pipeline.audit import AuditChainError, compare_with_topic, read_file_lines, read_topic_chain, verify_lines
+
+    try:
+        lines = read_file_lines(args.file)
+        summary = verify_lines(lines)
+        if args.from_topic:
+            settings = _settings(args)
+            topic = args.audit_topic or settings.audit_topic
+            copy = asyncio.run(read_topic_chain(settings, topic, summary.chain))
+            try:
+                verify_lines(copy)
+                compare_with_topic(lines, copy)
+            except AuditChainError as exc:
+                print(f"audit: {args.file}: against topic {topic}: {exc}", file=sys.stderr)
+                return 1
+    except AuditChainError as exc:
+        print(f"audit: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    where = f" and its copy on {args.audit_topic or _settings(args).audit_topic}" if args.from_topic else ""
+    print(
+        f"audit: {args.file}{where}: chain {summary.chain} intact, {summary.entries} entries; "
+        f"last line's SHA-256 {summary.last_hash} (note it elsewhere: a later rewrite would change it)"
+    )
     return 0
 
 
@@ -436,6 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--geo-city", type=Path, help="City/Country MMDB (default: PSEUDO_GEO_CITY_DB)")
         p.add_argument("--geo-asn", type=Path, help="ASN MMDB (default: PSEUDO_GEO_ASN_DB)")
 
+    def audit_flags(p: argparse.ArgumentParser, *, operator_required: bool) -> None:
+        p.add_argument(
+            "--operator",
+            required=operator_required,
+            help="who is doing this, free text (the audit records the OS account too)",
+        )
+        p.add_argument("--reason", required=True, help="why, e.g. an incident or ticket id (written to the audit)")
+        p.add_argument("--audit", type=Path, help="hash-chained audit file, created 0600 (default: PSEUDO_AUDIT_FILE)")
+        p.add_argument("--audit-topic", help="the audit topic (default: PSEUDO_AUDIT_TOPIC)")
+        p.add_argument(
+            "--audit-file-only",
+            action="store_true",
+            help="no copy on the audit topic (no broker here): the file alone can be rewritten unnoticed",
+        )
+        p.add_argument("--broker", help="kafka://host:port for the audit topic (default: PSEUDO_BROKER)")
+
     p = sub.add_parser("worker", help="run the stream worker (faust)")
     p.add_argument("--keys", type=Path, help="keyring file (default: PSEUDO_KEYS_FILE / PSEUDO_KEYS)")
     p.add_argument("--policy", type=Path, help="policy file (default: PSEUDO_POLICY or config/policy.toml)")
@@ -504,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", type=Path, help="policy file (default: config/policy.toml): analytics pseudonym lifetime"
     )
+    audit_flags(p, operator_required=False)
     p.add_argument("ips", nargs="+", metavar="IP")
     p.set_defaults(func=cmd_lookup)
 
@@ -512,7 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--valid-from", type=_iso, default=datetime(2000, 1, 1, tzinfo=UTC))
-    p.add_argument("--escrow", action="store_true", help="also create an escrow key (enables the escrow_ip transform)")
+    p.add_argument(
+        "--escrow", action="store_true", help="also create an escrow key pair (enables the escrow_ip transform)"
+    )
+    p.add_argument(
+        "--private-key-out", type=Path, help="with --escrow: new file (0600) for the escrow private key, kept offline"
+    )
     p.set_defaults(func=cmd_keys_generate)
     p = keys.add_parser("prune", help="destroy the keys of expired epochs (crypto-shredding)")
     p.add_argument("--keys", type=Path, required=True)
@@ -520,13 +680,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--security-days", type=float, default=365, help="keep this many days of security epochs")
     p.add_argument("--now", type=_iso, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_keys_prune)
-    p = keys.add_parser("escrow-rotate", help="add a new escrow key; new tokens use it, old ones still open")
+    p = keys.add_parser(
+        "escrow-rotate", help="new escrow key pair: the public half seals new tokens, the private half goes to a file"
+    )
     p.add_argument("--keys", type=Path, required=True)
+    p.add_argument(
+        "--private-key-out",
+        type=Path,
+        required=True,
+        help="new file (0600, never overwritten) for the private key: the security team keeps it offline",
+    )
     p.set_defaults(func=cmd_keys_escrow_rotate)
-    p = keys.add_parser("escrow-destroy", help="destroy an escrow key: its tokens become irreversible")
+    p = keys.add_parser(
+        "escrow-destroy",
+        help="remove an escrow key from the keyring (a legacy e1 key: its tokens become irreversible; an e2 key: "
+        "sealing stops, and its tokens become irreversible once every copy of its private key file is deleted)",
+    )
     p.add_argument("--keys", type=Path, required=True)
     p.add_argument("--id", required=True, help="the escrow key id (see `keys show`)")
     p.set_defaults(func=cmd_keys_escrow_destroy)
+    p = keys.add_parser("quarantine-rotate", help="add a quarantine key: it seals from now on, older keys still open")
+    p.add_argument("--keys", type=Path, required=True)
+    p.set_defaults(func=cmd_keys_quarantine_rotate)
+    p = keys.add_parser(
+        "quarantine-destroy", help="destroy an older quarantine key: what it sealed can no longer be opened"
+    )
+    p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--id", required=True, help="the quarantine key id (see `keys show`); not the newest")
+    p.set_defaults(func=cmd_keys_quarantine_destroy)
     p = keys.add_parser("show", help="key ids and retained epochs (never secret material)")
     p.add_argument("--keys", type=Path, required=True)
     p.set_defaults(func=cmd_keys_show)
@@ -534,21 +715,22 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine = sub.add_parser("quarantine", help="quarantine tools").add_subparsers(
         dest="quarantine_command", required=True
     )
-    p = quarantine.add_parser("decrypt", help="decrypt quarantined records (JSON lines) for an operator")
+    p = quarantine.add_parser("decrypt", help="decrypt quarantined records (JSON lines) for an operator (audited)")
     p.add_argument("--keys", type=Path, required=True)
+    audit_flags(p, operator_required=False)
     p.add_argument("input", type=Path, help="quarantine JSONL file, or - for standard input")
     p.set_defaults(func=cmd_quarantine_decrypt)
 
     p = sub.add_parser("reveal", help="decrypt the escrowed source addresses of abuse records (audited)")
-    p.add_argument("--keys", type=Path, required=True, help="keyring holding the escrow keys")
-    p.add_argument("--operator", required=True, help="who is revealing (written to the audit log)")
-    p.add_argument("--reason", required=True, help="why, e.g. an incident id (written to the audit log)")
     p.add_argument(
-        "--audit",
+        "--escrow-private-key",
         type=Path,
-        default=Path("reveal-audit.jsonl"),
-        help="append-only audit log, JSON lines, created 0600 (default: %(default)s)",
+        action="append",
+        metavar="FILE",
+        help="an escrow private key file from `keys escrow-rotate` (repeatable: one per key id to open)",
     )
+    p.add_argument("--keys", type=Path, help="a keyring whose legacy e1 escrow keys open old e1 tokens")
+    audit_flags(p, operator_required=True)
     p.add_argument(
         "--record",
         action="append",
@@ -557,6 +739,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, help="abuse JSONL file, or - for standard input")
     p.set_defaults(func=cmd_reveal)
+
+    audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="check an audit file's hash chain (and, with --from-topic, its topic copy)")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--from-topic", action="store_true", help="also read the audit topic: same entries, same order")
+    p.add_argument("--audit-topic", help="the audit topic (default: PSEUDO_AUDIT_TOPIC)")
+    p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
+    p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("demo", help="start a local broker, the worker and sample traffic; show live output")
     p.add_argument("--count", type=int, default=3000)

@@ -16,7 +16,11 @@ Design (why it looks like this):
 * The HMAC key of an epoch is ``HMAC(chain[n], "hmac")``, not the chain state itself, so a leaked
   per-epoch key does not reveal later epochs.
 * Quarantined payloads are sealed with AES-256-GCM under separate random keys (not derived from the
-  chains), so a quarantine key holder learns nothing about pseudonyms and vice versa.
+  chains), so a quarantine key holder learns nothing about pseudonyms and vice versa. The newest quarantine
+  key seals; older ones only open, until destroyed (``keys quarantine-rotate`` / ``quarantine-destroy``).
+* Escrow: the keyring holds only the *public* half of each escrow key pair (and its tag key), so a worker
+  can seal escrow tokens but not open them (``transforms.escrow``). Legacy ``e1`` escrow keys (symmetric) may
+  remain in ``escrow_keys`` to open old tokens during a transition; nothing seals with them any more.
 
 Secret material is held in ``SecretStr`` fields: ``repr``/``str`` of every model here print it masked.
 """
@@ -35,10 +39,10 @@ from typing import Final, Literal
 import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from transforms.errors import KeyringError
-from transforms.escrow import EscrowKey, generate_escrow_key
+from transforms.escrow import EscrowKey, EscrowPublicKey
 
 KEYRING_FORMAT: Literal["pseudonymizer-keyring/1"] = "pseudonymizer-keyring/1"
 KEY_BYTES = 32
@@ -111,17 +115,29 @@ class Keyring(_Frozen):
     id: str = Field(min_length=4, max_length=16, pattern=r"^[a-z0-9]+$")
     created: datetime
     chains: dict[Purpose, PurposeChain]
+    # Newest last: it seals; the older ones only open what they sealed, until destroyed.
     quarantine_keys: list[SymmetricKey] = Field(min_length=1)
-    # Optional: escrow is off without keys. Newest last; it seals, the older ones only open old tokens.
+    # Legacy e1 escrow keys (symmetric: whoever holds them opens e1 tokens). Kept only to open old tokens.
     escrow_keys: list[EscrowKey] = Field(default_factory=list)
+    # Optional: escrow is off without them. Newest last; it seals (public half + tag key only).
+    escrow_public_keys: list[EscrowPublicKey] = Field(default_factory=list)
 
-    @field_validator("escrow_keys")
+    @field_validator("quarantine_keys")
     @classmethod
-    def _unique_escrow_ids(cls, value: list[EscrowKey]) -> list[EscrowKey]:
+    def _unique_quarantine_ids(cls, value: list[SymmetricKey]) -> list[SymmetricKey]:
+        # The envelope names its key by id: two keys under one id would open with the wrong one.
         ids = [k.id for k in value]
         if len(set(ids)) != len(ids):
-            raise ValueError("escrow key ids must be unique")
+            raise ValueError("quarantine key ids must be unique")
         return value
+
+    @model_validator(mode="after")
+    def _unique_escrow_ids(self) -> Keyring:
+        # One namespace for both kinds: `keys escrow-destroy --id` must name exactly one key.
+        ids = [k.id for k in self.escrow_keys] + [k.id for k in self.escrow_public_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("escrow key ids must be unique")
+        return self
 
     @field_validator("chains")
     @classmethod
@@ -141,14 +157,26 @@ class Keyring(_Frozen):
         raise KeyringError(f"keyring: no quarantine key with id {key_id!r}")
 
 
+def generate_quarantine_key(now: datetime | None = None) -> SymmetricKey:
+    """A fresh random quarantine key; the id is the date plus a random suffix (two rotations a day differ)."""
+    now = now or datetime.now(UTC)
+    return SymmetricKey(
+        id=f"q{now:%Y%m%d}-{secrets.token_hex(2)}", created=now, secret=SecretStr(_b64(os.urandom(KEY_BYTES)))
+    )
+
+
 def generate_keyring(
     *,
     now: datetime | None = None,
     valid_from: datetime = datetime(2000, 1, 1, tzinfo=UTC),
     periods_s: dict[Purpose, int] | None = None,
-    escrow: bool = False,
+    escrow: EscrowPublicKey | None = None,
 ) -> Keyring:
-    """Draw a fresh keyring. Epochs from ``valid_from`` on are derivable (older logs cannot be pseudonymized)."""
+    """Draw a fresh keyring. Epochs from ``valid_from`` on are derivable (older logs cannot be pseudonymized).
+
+    ``escrow``: the public half of an escrow key pair (``transforms.escrow.generate_escrow_keypair``), whose
+    private half the caller writes elsewhere; never the private half.
+    """
     now = now or datetime.now(UTC)
     periods = {**DEFAULT_PERIODS_S, **(periods_s or {})}
     keyring_id = secrets.token_hex(4)
@@ -164,15 +192,13 @@ def generate_keyring(
         first_epoch = int(valid_from.timestamp()) // period
         chains[purpose] = PurposeChain(period_s=period, epoch=first_epoch, secret=SecretStr(_b64(root)))
     del master  # deliberately never stored: see the module docstring
-    quarantine = SymmetricKey(id=f"q{now:%Y%m%d}", created=now, secret=SecretStr(_b64(os.urandom(KEY_BYTES))))
-    escrow_keys = [generate_escrow_key(now)] if escrow else []
     return Keyring(
         format=KEYRING_FORMAT,
         id=keyring_id,
         created=now,
         chains=chains,
-        quarantine_keys=[quarantine],
-        escrow_keys=escrow_keys,
+        quarantine_keys=[generate_quarantine_key(now)],
+        escrow_public_keys=[escrow] if escrow is not None else [],
     )
 
 
@@ -194,6 +220,8 @@ def dump_keyring(keyring: Keyring) -> bytes:
         payload["quarantine_keys"][index]["secret"] = key.secret.get_secret_value()
     for index, escrow_key in enumerate(keyring.escrow_keys):
         payload["escrow_keys"][index]["secret"] = escrow_key.secret.get_secret_value()
+    for index, public_key in enumerate(keyring.escrow_public_keys):
+        payload["escrow_public_keys"][index]["tag_key"] = public_key.tag_key.get_secret_value()
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
 
 

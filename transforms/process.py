@@ -128,7 +128,7 @@ class RecordProcessor:
             pseudonymizers={p: Pseudonymizer(keyring, p) for p in Purpose},
             geo=geo,
             user_agents=UserAgentReducer(),
-            escrow=IpEscrow(keyring.escrow_keys[-1]) if keyring.escrow_keys else None,
+            escrow=IpEscrow(keyring.escrow_public_keys[-1]) if keyring.escrow_public_keys else None,
         )
         release = policy.analytics.release
         analytics_ctx = ctx

@@ -304,8 +304,9 @@ def _escrow_ip(params: NoParams, ctx: BuildContext) -> FieldFn:
     if escrow is None:
         # Fail at start-up: a policy that asks for escrow must not silently run without it.
         raise ConfigError(
-            "policy field transform 'escrow_ip' needs an escrow key, and the keyring has none: "
-            "create one with `pseudonymizer keys generate --escrow`, or remove the field"
+            "policy field transform 'escrow_ip' needs an escrow public key, and the keyring has none: create one "
+            "with `pseudonymizer keys escrow-rotate --keys K --private-key-out FILE` (a keyring with only legacy e1 "
+            "escrow keys needs it too: workers no longer seal with a key they could open), or remove the field"
         )
     seal = escrow.seal
 
@@ -350,6 +351,8 @@ TRANSFORMS: dict[str, TransformSpec] = {
     "truncate_time": TransformSpec(TimeParams, _truncate_time, "event time truncated to a granularity"),
     "time_quality": TransformSpec(NoParams, _time_quality, "whether the time came from the record"),
     "escrow_ip": TransformSpec(
-        NoParams, _escrow_ip, "source address, AES-SIV encrypted for audited `reveal` (abuse field 'escrow' only)"
+        NoParams,
+        _escrow_ip,
+        "source address sealed to the escrow public key (HPKE) for audited `reveal` (abuse field 'escrow' only)",
     ),
 }

@@ -17,6 +17,11 @@ SSHD = b"Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root from 173.23
 BAD = b'{"source": {"ip": "1.2.3.4"'
 
 
+def _audited(audit: Path) -> list[str]:
+    """The audit flags of the tools that reveal something: a file here, no broker in these tests."""
+    return ["--reason", "INC-7", "--audit", str(audit), "--audit-file-only"]
+
+
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
     path = tmp_path / "keyring.json"
@@ -72,8 +77,14 @@ def test_lookup_prints_the_pseudonym_records_carry(
     out, _ = _process(keys, tmp_path, [APACHE])
     record = orjson.loads((out / "abuse.jsonl").read_bytes().splitlines()[0])
     capsys.readouterr()
-    assert main(["lookup", "--keys", str(keys), "--purpose", "security", "--at", record["time"], "83.149.9.216"]) == 0
+    audit = tmp_path / "audit.jsonl"
+    lookup = ["lookup", "--keys", str(keys), "--purpose", "security", "--at", record["time"], "83.149.9.216"]
+    assert main([*lookup, *_audited(audit)]) == 0
     assert capsys.readouterr().out == f"83.149.9.216\t{record['subject']}\n"
+    # Audited before printing: the pseudonym (never the address) and who asked.
+    entry = orjson.loads(audit.read_bytes().splitlines()[-1])
+    assert (entry["tool"], entry["pseudonyms"], entry["reason"]) == ("lookup", [[record["subject"]]], "INC-7")
+    assert b"83.149.9.216" not in audit.read_bytes()
 
 
 def test_quarantine_decrypt_recovers_the_payload(
@@ -81,10 +92,25 @@ def test_quarantine_decrypt_recovers_the_payload(
 ) -> None:
     out, _ = _process(keys, tmp_path, [BAD])
     capsys.readouterr()
-    assert main(["quarantine", "decrypt", "--keys", str(keys), str(out / "quarantine.jsonl")]) == 0
+    audit = tmp_path / "audit.jsonl"
+    assert main(["quarantine", "decrypt", "--keys", str(keys), *_audited(audit), str(out / "quarantine.jsonl")]) == 0
     decrypted = orjson.loads(capsys.readouterr().out)
     assert decrypted["payload"] == BAD.decode()
     assert decrypted["reason"] == "invalid_json"
+    entry = orjson.loads(audit.read_bytes().splitlines()[-1])
+    assert (entry["tool"], entry["record"], entry["quarantine_reason"]) == (
+        "quarantine decrypt",
+        decrypted["source"],
+        "invalid_json",
+    )
+    assert BAD not in audit.read_bytes()
+
+
+def test_quarantine_decrypt_and_lookup_refuse_to_run_without_a_reason(keys: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["lookup", "--keys", str(keys), "--purpose", "security", "--at", "2015-05-17T10:00:00Z", "8.8.8.8"])
+    with pytest.raises(SystemExit):
+        main(["quarantine", "decrypt", "--keys", str(keys), str(tmp_path / "q.jsonl")])
 
 
 def test_after_prune_nobody_can_look_up_the_old_epoch(
@@ -94,7 +120,13 @@ def test_after_prune_nobody_can_look_up_the_old_epoch(
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
     capsys.readouterr()
     assert (
-        main(["lookup", "--keys", str(keys), "--purpose", "analytics", "--at", "2015-05-17T10:00:00Z", "8.8.8.8"]) == 1
+        main(
+            [
+                *("lookup", "--keys", str(keys), "--purpose", "analytics", "--at", "2015-05-17T10:00:00Z", "8.8.8.8"),
+                *_audited(tmp_path / "audit.jsonl"),
+            ]
+        )
+        == 1
     )
     assert "destroyed" in capsys.readouterr().err
     _, summary = _process(keys, tmp_path, [APACHE])

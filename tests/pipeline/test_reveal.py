@@ -1,8 +1,8 @@
-"""pipeline.reveal: escrowed addresses come back only after an audit line (without the address) is on disk."""
+"""pipeline.reveal: escrowed addresses come back only after an audit entry (without the address) is on the audit
+topic and on disk; an unwritable audit reveals nothing."""
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import os
 import stat
@@ -13,19 +13,19 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
+from pipeline.audit import AuditLog, read_file_lines, verify_lines
 from pipeline.reveal import RevealStats, record_id, reveal_records
+from tests.pipeline.test_audit import FakeSink
 from transforms.errors import ConfigError, KeyringError
-from transforms.escrow import EscrowKey, IpEscrow
+from transforms.escrow import EscrowOpener, EscrowPrivateKey, IpEscrow, generate_escrow_keypair
 
-T0 = datetime(2000, 1, 1, tzinfo=UTC)
-KEY = EscrowKey(id="etest", created=T0, secret=SecretStr(base64.urlsafe_b64encode(bytes(range(64))).decode()[:86]))
-OTHER_KEY = EscrowKey(id="eother", created=T0, secret=SecretStr(base64.urlsafe_b64encode(bytes(64)).decode()[:86]))
+KEY = generate_escrow_keypair()
+OTHER_KEY = generate_escrow_keypair(datetime(2001, 1, 1, tzinfo=UTC))
 ADDRESSES = ["203.0.113.9", "198.51.100.7", "2001:db8::1", "2001:db8:0:1:1:1:1:1"]
 
 
-def _abuse(address: str, index: int, *, key: EscrowKey = KEY, **extra: Any) -> bytes:
+def _abuse(address: str, index: int, *, key: EscrowPrivateKey = KEY, **extra: Any) -> bytes:
     """An abuse/1 record as the worker writes it, with an escrow token."""
     record: dict[str, Any] = {
         "schema": "abuse/1",
@@ -34,33 +34,68 @@ def _abuse(address: str, index: int, *, key: EscrowKey = KEY, **extra: Any) -> b
         "subject": f"s-testkeys-20260101-{index:026d}",
         "time": f"2026-01-01T00:00:{index:02d}Z",
         "source": {"prefix": "203.0.113.0/24"},
-        "escrow": IpEscrow(key).seal(ipaddress.ip_address(address).packed),
+        "escrow": IpEscrow(key.public_part()).seal(ipaddress.ip_address(address).packed),
     }
     record.update(extra)
     return orjson.dumps(record)
 
 
 def _audit_lines(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+    """The audit entries, without the header line that starts a chain."""
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()][1:] if path.exists() else []
 
 
-def _reveal(path: Path, lines: list[bytes], **kwargs: Any) -> Iterator[dict[str, str]]:
-    options: dict[str, Any] = {"operator": "alice", "reason": "INC-1234 credential stuffing", "audit_path": path}
-    options.update(kwargs)
-    return reveal_records([KEY], lines, **options)
+def _reveal(
+    path: Path,
+    lines: list[bytes],
+    *,
+    operator: str = "alice",
+    reason: str = "INC-1234 credential stuffing",
+    sink: FakeSink | None = None,
+    **kwargs: Any,
+) -> Iterator[dict[str, str]]:
+    audit = AuditLog(path, sink, tool="reveal", operator=operator, reason=reason)
+    return reveal_records(EscrowOpener([KEY]), lines, audit=audit, **kwargs)
 
 
-def test_each_address_is_yielded_only_after_its_audit_line_is_on_disk(tmp_path: Path) -> None:
-    """The consumer reads the audit file as each item arrives: the matching line is already there."""
-    audit = tmp_path / "audit.jsonl"
+def test_each_address_is_yielded_only_after_its_audit_entry_is_on_the_topic_and_on_disk(tmp_path: Path) -> None:
+    """The consumer reads the audit file and topic as each item arrives: the matching entry is already there."""
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
     lines = [_abuse(address, i) for i, address in enumerate(ADDRESSES)]
     received = []
-    for item in _reveal(audit, lines):
+    for item in _reveal(audit, lines, sink=sink):
         received.append(item)
         logged = _audit_lines(audit)
         assert len(logged) == len(received)
         assert logged[-1]["record"] == {k: item[k] for k in ("subject", "time", "rule")}
+        assert orjson.loads(sink.sent[-1][1]) == logged[-1]
     assert [item["ip"] for item in received] == ADDRESSES
+    assert verify_lines(read_file_lines(audit)).entries == len(ADDRESSES)
+
+
+def test_an_unwritable_audit_topic_reveals_nothing(tmp_path: Path) -> None:
+    """Fail closed: the topic copy refused the entry, so the address is not yielded and the file gets no entry."""
+    audit = tmp_path / "audit.jsonl"
+    with pytest.raises(ConfigError, match="audit topic"):
+        next(_reveal(audit, [_abuse("203.0.113.9", 1)], sink=FakeSink(fail_send=True)))
+    assert _audit_lines(audit) == []
+
+
+def test_an_unreachable_audit_topic_reads_no_input(tmp_path: Path) -> None:
+    def lines() -> Iterator[bytes]:
+        pytest.fail("input was read although the audit topic was unreachable")
+        yield b""
+
+    with pytest.raises(ConfigError, match="cannot reach"):
+        next(
+            reveal_records(
+                EscrowOpener([KEY]),
+                lines(),
+                audit=AuditLog(
+                    tmp_path / "a.jsonl", FakeSink(fail_start=True), tool="reveal", operator="alice", reason="INC-1"
+                ),
+            )
+        )
 
 
 def test_audit_line_says_who_when_why_which_record_and_key(tmp_path: Path) -> None:
@@ -68,10 +103,23 @@ def test_audit_line_says_who_when_why_which_record_and_key(tmp_path: Path) -> No
     before = datetime.now(UTC)
     list(_reveal(audit, [_abuse("203.0.113.9", 1)]))
     (entry,) = _audit_lines(audit)
-    assert set(entry) == {"at", "operator", "reason", "record", "key_id"}
-    assert entry["operator"] == "alice"
+    assert set(entry) == {
+        "seq",
+        "prev",
+        "chain",
+        "at",
+        "tool",
+        "account",
+        "host",
+        "operator",
+        "reason",
+        "record",
+        "key_id",
+    }
+    assert (entry["tool"], entry["operator"]) == ("reveal", "alice")
+    assert entry["account"]["uid"] == os.geteuid()
     assert entry["reason"] == "INC-1234 credential stuffing"
-    assert entry["key_id"] == "etest"
+    assert entry["key_id"] == KEY.id
     assert entry["record"] == {
         "subject": "s-testkeys-20260101-00000000000000000000000001",
         "time": "2026-01-01T00:00:01Z",
@@ -112,13 +160,14 @@ def test_reveal_without_operator_or_reason_is_refused_before_anything_happens(
 ) -> None:
     audit = tmp_path / "audit.jsonl"
     with pytest.raises(ConfigError, match=message):
-        reveal_records([KEY], [_abuse("203.0.113.9", 1)], operator=operator, reason=reason, audit_path=audit)
+        _reveal(audit, [_abuse("203.0.113.9", 1)], operator=operator, reason=reason)
     assert not audit.exists()
 
 
 def test_reveal_without_escrow_keys_is_refused(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "a.jsonl", None, tool="reveal", operator="alice", reason="INC-1")
     with pytest.raises(KeyringError, match="no escrow keys"):
-        reveal_records([], [], operator="alice", reason="INC-1", audit_path=tmp_path / "a.jsonl")
+        reveal_records(EscrowOpener([]), [], audit=audit)
 
 
 def test_skipped_records_are_counted_and_never_audited(tmp_path: Path) -> None:
@@ -159,7 +208,7 @@ def test_an_altered_token_stops_the_reveal_naming_the_line_only(tmp_path: Path) 
     audit = tmp_path / "audit.jsonl"
     record = orjson.loads(_abuse("198.51.100.7", 2))
     token = record["escrow"]
-    record["escrow"] = token[:-1] + ("A" if token[-1] != "A" else "B")
+    record["escrow"] = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     lines = [_abuse("203.0.113.9", 1), orjson.dumps(record), _abuse("2001:db8::1", 3)]
     revealing = _reveal(audit, lines)
     assert next(revealing)["ip"] == "203.0.113.9"
