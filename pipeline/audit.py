@@ -172,9 +172,12 @@ class KafkaAuditSink:
 
         try:
             self._loop.run_until_complete(asyncio.wait_for(start(), self._timeout_s))
-        except ConfigError:
+        except ConfigError as exc:  # from creating the topic: the broker unreachable, or creation refused
             self._close_loop()
-            raise
+            raise ConfigError(
+                f"audit: the audit topic {self.topic}: {exc}; nothing was released (--audit-file-only keeps the "
+                "audit in the file alone)"
+            ) from None
         except (KafkaError, OSError, TimeoutError) as exc:
             self._close_loop()
             raise self._fail("reach", exc) from None
@@ -421,13 +424,18 @@ async def read_topic_chain(settings: Settings, topic: str, chain: str) -> list[b
     ]
     if not partitions:
         raise ConfigError(f"audit: the audit topic {topic} does not exist on {settings.bootstrap} (or may not be read)")
-    consumer = kafka_clients.consumer(settings, enable_auto_commit=False, client_id="pseudonymizer-audit-verify")
+    consumer = kafka_clients.consumer(
+        settings, enable_auto_commit=False, auto_offset_reset="earliest", client_id="pseudonymizer-audit-verify"
+    )
     found: list[tuple[int, int, bytes]] = []
     try:
         await consumer.start()
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        # Explicit offsets: seek_to_beginning raced with the reset that assign() starts, and could land at the end.
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
         wanted = chain.encode()
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():

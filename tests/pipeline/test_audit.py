@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,32 @@ def test_concurrent_appends_from_several_processes_keep_one_linear_chain(tmp_pat
     assert summary.entries == workers * each
     operators = {e["operator"] for e in _entries(audit)[1:]}
     assert operators == {f"w{w}" for w in range(workers)}
+
+
+# --- the real Kafka sink, fail closed without a broker -----------------------------------------------------------
+
+
+def test_reveal_with_an_unreachable_audit_broker_reveals_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The topic copy is on by default: no broker, no reveal (the error names the topic and the way out)."""
+    from pipeline.escrow_keys import write_escrow_private_key
+    from transforms.escrow import IpEscrow, generate_escrow_keypair
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("PSEUDO_AUDIT_TIMEOUT_S", "5")
+    private = generate_escrow_keypair()
+    write_escrow_private_key(private, tmp_path / "p.json")
+    token = IpEscrow(private.public_part()).seal(bytes([203, 0, 113, 9]))
+    abuse = tmp_path / "abuse.jsonl"
+    abuse.write_bytes(orjson.dumps({"subject": "s", "time": "t", "rule": "r", "escrow": token}) + b"\n")
+    audit = tmp_path / "audit.jsonl"
+    args = ["reveal", "--escrow-private-key", str(tmp_path / "p.json"), "--operator", "alice", "--reason", "INC-1"]
+    assert main([*args, "--audit", str(audit), "--broker", f"kafka://127.0.0.1:{port}", str(abuse)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "203.0.113.9" not in err
+    assert "--audit-file-only" in err
+    assert not audit.exists() or audit.read_bytes() == b""
