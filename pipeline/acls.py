@@ -14,9 +14,12 @@ worker        read the raw input; write each output; read, write and create its 
               input and output topics only with ``--allow-create`` (otherwise an administrator runs
               ``pseudonymizer topics create`` first)
 analyst       read the analytics and aggregates topics, with consumer groups named ``analyst-*``
-security      read the abuse topic (groups ``security-*``)
-operator      read the quarantine topic (groups ``operator-*``)
+security      read the abuse topic (groups ``security-*``); write the audit topic (``reveal``, ``lookup``)
+operator      read the quarantine topic (groups ``operator-*``); write the audit topic (``quarantine decrypt``)
+auditor       read the audit topic (``audit verify --from-topic``; groups ``auditor-*``)
 ============  ======================================================================================================
+
+``pseudonymizer topics create`` (as an administrator) creates the audit topic with the others.
 
 The internal topics carry pseudonyms only, but they hold every record's quasi-identifiers before the k-anonymous
 release, so no audience other than the worker reads them.
@@ -49,6 +52,7 @@ class Audience(StrEnum):
     ANALYST = "analyst"
     SECURITY = "security"
     OPERATOR = "operator"
+    AUDITOR = "auditor"
 
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource): the protocol carries numbers, not names.
@@ -129,6 +133,11 @@ def required_acls(settings: Settings, principals: Mapping[Audience, str], *, all
             reader = Audience(spec.reader)
             grant(reader, topic, literal, name, read, describe)
             grant(reader, group, prefixed, group_prefix(reader), read)
+    # Every reveal, quarantine decrypt and look-up is audited to this topic before it shows anything (pipeline/audit.py)
+    for tool_user in (Audience.SECURITY, Audience.OPERATOR):
+        grant(tool_user, topic, literal, settings.audit_topic, write, describe)
+    grant(Audience.AUDITOR, topic, literal, settings.audit_topic, read, describe)
+    grant(Audience.AUDITOR, group, prefixed, group_prefix(Audience.AUDITOR), read)
     if allow_create:
         for name in external:
             grant(Audience.WORKER, topic, literal, name, create)

@@ -118,10 +118,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
+    from pipeline.audit import audit_topic_spec
     from pipeline.topics import ensure_topics
 
     settings = _settings(args)
-    specs = settings.topic_specs()
+    # The worker's topics, and the audit topic the audited tools write (their principals may not create topics).
+    specs = [*settings.topic_specs(), audit_topic_spec(settings.audit_topic)]
     created = set(asyncio.run(ensure_topics(settings.bootstrap, specs, connection=settings.kafka)))
     for spec in specs:
         outcome = "created" if spec.name in created else "exists, left as it is"
@@ -157,6 +159,7 @@ def cmd_acls(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from config.settings import TopicSpec
     from pipeline.topics import ensure_topics
     from pipeline.traffic import generate, generate_for_demo, produce
 
@@ -166,8 +169,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     make = generate_for_demo if args.mix == "demo" else generate
     records = make(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
 
+    # Only the topic it writes: a shipper's principal may see no other (pipeline/acls.py).
+    spec = next((s for s in settings.topic_specs() if s.name == topic), TopicSpec(name=topic, partitions=4))
+
     async def run() -> int:
-        await ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka)
+        await ensure_topics(settings.bootstrap, [spec], connection=settings.kafka)
         return await produce(settings.bootstrap, topic, records, rate=args.rate, connection=settings.kafka)
 
     sent = asyncio.run(run())
@@ -616,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("analyst", "read analytics and aggregates"),
         ("security", "read abuse events"),
         ("operator", "read the quarantine"),
+        ("auditor", "read the audit topic"),
     ):
         p.add_argument(f"--principal-{audience}", metavar="User:NAME", help=does)
     p.add_argument(

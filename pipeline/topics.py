@@ -20,7 +20,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 from config.settings import KafkaConnection, TopicSpec
 from pipeline.kafka_clients import client_options
@@ -178,7 +184,11 @@ async def read_time_range(
             at = starts.get(tp)
             consumer.seek(tp, at.offset if at is not None else ends[tp])
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+            try:
+                batches = await consumer.getmany(timeout_ms=1000)
+            except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
+                raise ConfigError(f"not authorized to read {_named(exc, topics)}: {_GRANT_READ}") from None
+            for tp, messages in batches.items():
                 for message in messages:
                     if message.offset >= ends[tp]:
                         continue
@@ -202,7 +212,20 @@ async def _partition_counts(bootstrap: str, topics: tuple[str, ...], connection:
         described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
+    refused = [str(t["topic"]) for t in described if t["error_code"] == TopicAuthorizationFailedError.errno]
+    if refused:
+        # Without this, a topic the principal may not describe would read as absent: an empty, wrong report.
+        raise ConfigError(f"not authorized to describe topic(s) {', '.join(refused)}: {_GRANT_READ}")
     return {str(t["topic"]): len(t["partitions"]) for t in described if not t["error_code"] and t["partitions"]}
+
+
+_GRANT_READ = "the principal of PSEUDO_KAFKA_* needs READ and DESCRIBE on them (see `pseudonymizer acls`)"
+
+
+def _named(exc: Exception, topics: tuple[str, ...]) -> str:
+    # aiokafka's authorization errors carry the refused topics as their argument when it knows them.
+    named = [t for t in topics if t in str(exc.args)]
+    return ", ".join(named or topics)
 
 
 def _record_time(record: Any) -> float | None:

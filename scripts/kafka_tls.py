@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PRINCIPALS = ("worker", "analyst", "security", "operator", "shipper", "admin")
+PRINCIPALS = ("worker", "analyst", "security", "operator", "auditor", "shipper", "admin")
 # Bumped when the certificates must change; the folder's "format" file records what it holds.
-FORMAT = "2: broker CN=broker, server and client use"
+FORMAT = "3: broker CN=broker, server and client use; auditor"
 VALID = dt.timedelta(days=825)
 
 

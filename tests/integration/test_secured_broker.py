@@ -43,7 +43,7 @@ from transforms.keyring import generate_keyring
 pytestmark = pytest.mark.integration
 
 MECHANISMS: list[Mechanism] = ["SCRAM-SHA-512", "PLAIN", "mTLS", "OAUTHBEARER"]
-AUDIENCES = ("worker", "shipper", "analyst", "security", "operator")
+AUDIENCES = ("worker", "shipper", "analyst", "security", "operator", "auditor")
 
 
 def _cli(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +92,7 @@ def test_the_cli_and_every_client_connect_with_each_mechanism(secured_broker: Se
     env = _topic_env(secured_broker.env("admin", mechanism), base)  # type: ignore[arg-type]
     created = _cli(env, "topics", "create")
     assert created.returncode == 0, created.stderr[-3000:]
-    assert created.stdout.count(": created") == 8
+    assert created.stdout.count(": created") == 9  # the worker's eight and the audit topic
     options = secured_broker.options("admin", mechanism)  # type: ignore[arg-type]
     assert asyncio.run(_round_trip(options, f"{base}.input")) == [b"over an encrypted, authenticated connection"]
 
@@ -189,7 +189,7 @@ class Granted:
 def granted(secured_broker: SecuredBroker) -> Granted:
     """Topics and ACLs as ``pseudonymizer acls --apply`` grants them, and a record in every topic (written by admin)."""
     base = f"secacl{uuid.uuid4().hex[:6]}"
-    env = _topic_env({}, base)
+    env = {**_topic_env({}, base), "PSEUDO_AUDIT_TOPIC": f"{base}.audit"}
     table = _grant(secured_broker, env)
     app = env["PSEUDO_APP_ID"]
     topics = {
@@ -201,6 +201,7 @@ def granted(secured_broker: SecuredBroker) -> Granted:
         "observations": f"{app}-observations",
         "release": f"{app}-release",
         "changelog": f"{app}-detector-state-changelog",  # faust creates it on the worker's first start
+        "audit": f"{base}.audit",
     }
 
     async def fill() -> None:
@@ -208,9 +209,8 @@ def granted(secured_broker: SecuredBroker) -> Granted:
         admin = AIOKafkaAdminClient(**admin_options)
         await admin.start()
         try:
-            await admin.create_topics(
-                [NewTopic(topics["changelog"], 1, 1, topic_configs={"cleanup.policy": "compact"})]
-            )
+            compacted = {"cleanup.policy": "compact"}
+            await admin.create_topics([NewTopic(topics["changelog"], 1, 1, topic_configs=compacted)])
         finally:
             await admin.close()
         producer = AIOKafkaProducer(**admin_options)
@@ -235,8 +235,11 @@ ALLOWED = {
     ("analyst", "read", "aggregates"),
     ("security", "read", "abuse"),
     ("operator", "read", "quarantine"),
+    ("security", "write", "audit"),
+    ("operator", "write", "audit"),
+    ("auditor", "read", "audit"),
 }
-ROLES = ("raw", "analytics", "aggregates", "abuse", "quarantine", "observations", "release", "changelog")
+ROLES = ("raw", "analytics", "aggregates", "abuse", "quarantine", "observations", "release", "changelog", "audit")
 
 
 async def _can_read(options: dict[str, Any], topic: str, group: str | None = None) -> bool:
@@ -275,7 +278,7 @@ async def _can_write(options: dict[str, Any], topic: str) -> bool:
 
 
 def test_each_principal_can_do_exactly_what_its_acls_grant(secured_broker: SecuredBroker, granted: Granted) -> None:
-    """Every (principal, read/write, topic) of five principals over eight topics: allowed ones work, the rest fail."""
+    """Every (principal, read/write, topic) of six principals over nine topics: allowed ones work, the rest fail."""
 
     async def matrix() -> dict[tuple[str, str, str], bool]:
         limit = asyncio.Semaphore(12)  # TLS handshakes on two cores
@@ -326,3 +329,16 @@ def test_an_unauthenticated_client_gets_nothing(secured_broker: SecuredBroker, g
     anonymous = {"bootstrap_servers": secured_broker.plaintext}
     assert not asyncio.run(_can_read(anonymous, granted.topics["raw"]))
     assert not asyncio.run(_can_write(anonymous, granted.topics["raw"]))
+
+
+def test_a_tool_refused_a_topic_says_so_instead_of_reporting_nothing(
+    secured_broker: SecuredBroker, granted: Granted
+) -> None:
+    """The privacy report reads analytics and abuse: as the analyst (no abuse) it stops, naming the grant it lacks."""
+    env = {**granted.env, **secured_broker.env("analyst")}
+    span = ["--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z"]
+    refused = _cli(env, "privacy-report", "--json", *span)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "not authorized" in refused.stderr
+    assert granted.topics["abuse"] in refused.stderr
+    assert "Traceback" not in refused.stderr

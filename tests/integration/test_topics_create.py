@@ -57,7 +57,10 @@ async def _produce_one(bootstrap: str, topic: str) -> None:
 def test_topics_exist_with_their_settings_before_a_worker_starts_and_a_rerun_changes_nothing(
     kafka_bootstrap: str, unique_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    env = worker_env(kafka_bootstrap, unique_topics, tmp_path / "no-keys-needed.json", tmp_path / "data")
+    audit = f"{unique_topics['input']}.audit"
+    env = worker_env(
+        kafka_bootstrap, unique_topics, tmp_path / "no-keys-needed.json", tmp_path / "data", PSEUDO_AUDIT_TOPIC=audit
+    )
     app = env["PSEUDO_APP_ID"]
     aggregates = env["PSEUDO_AGGREGATES_TOPIC"]
     names = [*unique_topics.values(), aggregates, f"{app}-observations"]
@@ -66,8 +69,9 @@ def test_topics_exist_with_their_settings_before_a_worker_starts_and_a_rerun_cha
 
     first = _topics_create(env)
     assert first.returncode == 0, first.stderr[-4000:]
-    assert first.stdout.count(": created") == len(names) + 2
-    layout = asyncio.run(_layout(kafka_bootstrap, [*names, release, progress]))
+    assert first.stdout.count(": created") == len(names) + 3
+    layout = asyncio.run(_layout(kafka_bootstrap, [*names, release, progress, audit]))
+    assert layout[audit] == (1, "-1")  # the audit chain: one partition, kept forever
     assert {layout[name][0] for name in names} == {2}  # PSEUDO_PARTITIONS
     assert (layout[release][0], layout[progress][0]) == (1, 1)  # PSEUDO_RELEASE_PARTITIONS; one progress log
     assert layout[unique_topics["input"]][1] == str(86_400_000)  # raw personal data: one day
@@ -79,4 +83,4 @@ def test_topics_exist_with_their_settings_before_a_worker_starts_and_a_rerun_cha
 
     again = _topics_create(env)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stdout.count("exists, left as it is") == len(names) + 2
+    assert again.stdout.count("exists, left as it is") == len(names) + 3

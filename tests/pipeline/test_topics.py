@@ -187,9 +187,10 @@ def test_an_unreadable_replication_default_is_a_config_error(
 def test_topics_create_command_creates_every_topic_the_worker_uses(
     admin: type[FakeAdmin], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`pseudonymizer topics create` covers the input, the outputs and the internal observations topic."""
+    """`pseudonymizer topics create` covers the input, the outputs, the internal topics and the audit topic."""
     assert main(["topics", "create", "--broker", "kafka://127.0.0.1:9092"]) == 0
-    expected = {spec.name for spec in Settings.from_env(broker="kafka://127.0.0.1:9092").topic_specs()}
+    settings = Settings.from_env(broker="kafka://127.0.0.1:9092")
+    expected = {spec.name for spec in settings.topic_specs()} | {settings.audit_topic}
     assert set(admin.existing) == expected
     first = capsys.readouterr().out
     assert first.count(": created") == len(expected)
