@@ -170,7 +170,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     records = make(args.count or None, seed=args.seed, events_per_second=args.rate or 50.0)
 
     # Only the topic it writes: a shipper's principal may see no other (pipeline/acls.py).
-    spec = next((s for s in settings.topic_specs() if s.name == topic), TopicSpec(name=topic, partitions=4))
+    default = TopicSpec(
+        name=topic, partitions=settings.partitions, retention_ms=int(settings.input_retention_days * 86_400_000)
+    )
+    spec = next((s for s in settings.topic_specs() if s.name == topic), default)
 
     async def run() -> int:
         await ensure_topics(settings.bootstrap, [spec], connection=settings.kafka)
@@ -759,6 +762,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=3000)
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when traffic ends)")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="on a secured broker of its own (TLS, SASL, mutual TLS, ACLs): every part runs as its own principal",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

@@ -3,6 +3,11 @@
 Starts the local broker (scripts/kafka.sh), generates a demo keyring if none is configured (and says
 so loudly: demo keys are not for production), starts the worker as a subprocess, replays sample
 traffic from the project's generator, and prints what lands on each output topic as it arrives.
+
+``--secure`` runs the same on a secured broker of its own (port 9292, beside a plain demo broker on 9092): topics and
+ACLs are set up as ``admin``, the worker connects as ``worker`` (SASL_SSL, SCRAM-SHA-512), the traffic comes from a
+``shipper`` over PLAIN (what older librdkafka shippers can do), and each output is shown by the audience that may read
+it (the analyst over mutual TLS, the security team and the operator over SCRAM), each with only its own ACLs.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ import orjson
 
 from config import DEFAULT_POLICY
 from config.settings import Settings
-from pipeline import kafka_clients
+from pipeline import kafka_clients, local_broker
+from pipeline.acls import Audience, required_acls
+from pipeline.acls import apply as apply_acls
+from pipeline.audit import audit_topic_spec
 from pipeline.keystore import write_keyring
+from pipeline.routing import OUTPUTS
 from pipeline.topics import ensure_topics
 from transforms.keyring import generate_keyring
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = ROOT / ".demo"
+DEMO_DIR = Path(os.environ.get("PSEUDO_DEMO_DIR", ROOT / ".demo"))
 SHARED = Path(os.environ.get("PSEUDO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 COLOURS = {"analytics": "\033[36m", "aggregates": "\033[32m", "abuse": "\033[31m", "quarantine": "\033[33m"}
 RESET = "\033[0m"
@@ -41,7 +50,7 @@ def _banner(text: str) -> None:
     print(f"\n{line}\n{text}\n{line}\n", file=sys.stderr, flush=True)
 
 
-def _demo_env(settings: Settings) -> dict[str, str]:
+def _demo_env(settings: Settings, *, secure: bool) -> dict[str, str]:
     env = dict(os.environ)
     if not (settings.keys_file or settings.keys):
         keyring_path = DEMO_DIR / "keyring.json"
@@ -61,7 +70,8 @@ def _demo_env(settings: Settings) -> dict[str, str]:
             env["PSEUDO_GEO_CITY_DB"] = str(country)
         if asn.exists():
             env["PSEUDO_GEO_ASN_DB"] = str(asn)
-    env.setdefault("PSEUDO_DATA_DIR", str(DEMO_DIR / "worker"))
+    # One state folder per broker: the detector's local store must match its changelog on that broker.
+    env.setdefault("PSEUDO_DATA_DIR", str(DEMO_DIR / ("worker-secure" if secure else "worker")))
     env.setdefault("PSEUDO_STATS_INTERVAL_S", "10")
     if not settings.policy:
         env["PSEUDO_POLICY"] = str(_demo_policy())
@@ -117,26 +127,50 @@ def _show(topic_role: str, record: dict[str, Any]) -> str:
     return f"{colour}[{topic_role:10}]{RESET} {text}"
 
 
-async def _watch(settings: Settings, stop_at: float, expected_input: int, summary_url: str) -> None:
-    roles = {
-        settings.analytics_topic: "analytics",
-        settings.aggregates_topic: "aggregates",
-        settings.abuse_topic: "abuse",
-        settings.quarantine_topic: "quarantine",
-    }
-    consumer = kafka_clients.consumer(
-        settings,
-        *roles,
-        group_id=f"demo-viewer-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+# Who shows each output: (audience, settings to connect with, {topic: role}); one viewer reads all on a plain broker.
+Viewers = list[tuple[str, Settings, dict[str, str]]]
+
+
+def _viewers(env: dict[str, str], secure_port: int | None) -> Viewers:
+    settings = Settings.from_env(env)
+    by_reader: dict[str, dict[str, str]] = {}
+    for output, spec in OUTPUTS.items():
+        if spec.reader is not None:
+            by_reader.setdefault(spec.reader, {})[spec.topic(settings)] = str(output)
+    if secure_port is None:
+        return [("demo", settings, {topic: role for topics in by_reader.values() for topic, role in topics.items()})]
+    # Each audience connects as itself; the analyst with a client certificate, to show mutual TLS as well.
+    mechanisms: dict[str, local_broker.Mechanism] = {"analyst": "mTLS"}
+    viewers = []
+    for reader, topics in by_reader.items():
+        connection = local_broker.connection_env(secure_port, reader, mechanisms.get(reader, "SCRAM-SHA-512"))
+        own = {k: v for k, v in env.items() if not k.startswith("PSEUDO_KAFKA_")}  # not the worker's credentials
+        viewers.append((reader, Settings.from_env({**own, **connection}), topics))
+    return viewers
+
+
+async def _watch(viewers: Viewers, stop_at: float, expected_input: int, summary_url: str) -> None:
+    roles: dict[str, str] = {}
+    consumers = []
+    for reader, settings, topics in viewers:
+        roles.update(topics)
+        consumers.append(
+            kafka_clients.consumer(
+                settings,
+                *topics,
+                # Readers' groups carry their audience's prefix: the only groups their ACLs allow.
+                group_id=f"{reader}-demo-viewer-{uuid.uuid4().hex[:6]}",
+                auto_offset_reset="latest",
+                enable_auto_commit=False,
+            )
+        )
+    for consumer in consumers:
+        await consumer.start()
     shown = dict.fromkeys(roles.values(), 0)
     try:
         while time.monotonic() < stop_at:
-            batches = await consumer.getmany(timeout_ms=500, max_records=200)
-            for tp, messages in batches.items():
+            polls = [consumer.getmany(timeout_ms=500, max_records=200) for consumer in consumers]
+            for tp, messages in [item for batches in await asyncio.gather(*polls) for item in batches.items()]:
                 role = roles[tp.topic]
                 for message in messages:
                     shown[role] += 1
@@ -147,7 +181,8 @@ async def _watch(settings: Settings, stop_at: float, expected_input: int, summar
             if summary and summary.get("input", 0) >= expected_input and _released_all(summary):
                 stop_at = min(stop_at, time.monotonic() + 2.0)  # what was just released is still arriving
     finally:
-        await consumer.stop()
+        for consumer in consumers:
+            await consumer.stop()
 
 
 def _released_all(summary: dict[str, Any]) -> bool:
@@ -164,12 +199,47 @@ def _summary(url: str) -> dict[str, Any] | None:
         return None
 
 
+# Beside a plain demo broker on 9092 (and its controller on 9093); the tests point it at their secured broker.
+SECURE_PORT = int(os.environ.get("PSEUDO_DEMO_SECURE_PORT", "9292"))
+
+
+def _secure_setup(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Topics and ACLs as ``admin``; returns the worker's and the shipper's environments."""
+    local_broker.start(SECURE_PORT, SECURE_PORT + 1, secure=True)
+    admin = Settings.from_env({**env, **local_broker.connection_env(SECURE_PORT, "admin")})
+    specs = [*admin.topic_specs(), audit_topic_spec(admin.audit_topic)]
+    asyncio.run(ensure_topics(admin.bootstrap, specs, connection=admin.kafka))
+    asyncio.run(apply_acls(admin, required_acls(admin, {audience: audience.value for audience in Audience})))
+    worker = {**env, **local_broker.connection_env(SECURE_PORT, "worker")}
+    shipper = {**env, **local_broker.connection_env(SECURE_PORT, "shipper", "PLAIN")}
+    print(
+        f"demo: secured broker on 127.0.0.1:{SECURE_PORT + 2} (SASL_SSL) and :{SECURE_PORT + 3} (mutual TLS), "
+        "every audience as its own principal with only its ACLs (`pseudonymizer acls`): worker over SCRAM-SHA-512, "
+        "shipper over PLAIN, analyst over mutual TLS, security and operator over SCRAM-SHA-512",
+        file=sys.stderr,
+        flush=True,
+    )
+    return worker, shipper
+
+
+def _stop_command(secure_port: int | None) -> str:
+    if secure_port is None:
+        return "scripts/kafka.sh stop"
+    return f"KAFKA_PORT={secure_port} KAFKA_CONTROLLER_PORT={secure_port + 1} scripts/kafka.sh stop"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     DEMO_DIR.mkdir(exist_ok=True)
-    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], check=True)  # noqa: S603 (our own script)
-    settings = Settings.from_env()
-    env = _demo_env(settings)
-    asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka))
+    secure_port = SECURE_PORT if args.secure else None
+    env = _demo_env(Settings.from_env(), secure=secure_port is not None)
+    if secure_port is None:
+        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], check=True)  # noqa: S603 (our own script)
+        settings = Settings.from_env(env)
+        asyncio.run(ensure_topics(settings.bootstrap, settings.topic_specs(), connection=settings.kafka))
+        shipper_env = env
+    else:
+        env, shipper_env = _secure_setup(env)
+        settings = Settings.from_env(env)
     worker_log = DEMO_DIR / "worker.log"
     print(f"demo: starting the worker (log: {worker_log})", file=sys.stderr, flush=True)
     with open(worker_log, "ab") as log_handle:
@@ -204,18 +274,19 @@ def run_demo(args: argparse.Namespace) -> int:
                 "--seed",
                 str(int(time.time())),
             ],
-            env=env,
+            env=shipper_env,
         )
         # The last one-minute release window closes a minute after the traffic ends (event time, then idle input).
         budget = args.seconds if args.seconds else args.count / max(args.rate, 1.0) + 130
         before = (_summary(summary_url) or {}).get("input", 0)
-        asyncio.run(_watch(settings, time.monotonic() + budget, before + args.count, summary_url))
+        viewers = _viewers(env, secure_port)
+        asyncio.run(_watch(viewers, time.monotonic() + budget, before + args.count, summary_url))
         generator.wait(timeout=60)
         summary = _summary(summary_url) or {}
         print("\ndemo: worker counters " + orjson.dumps(summary).decode(), file=sys.stderr)
         print(
             f"demo: metrics at {summary_url.replace('/summary', '/metrics')} while a worker runs; "
-            "stop the broker with `scripts/kafka.sh stop`",
+            f"stop the broker with `{_stop_command(secure_port)}`",
             file=sys.stderr,
         )
         return 0
