@@ -321,6 +321,7 @@ def test_the_worker_creates_only_its_internal_topics_unless_allowed_more(
     app = granted.env["PSEUDO_APP_ID"]
     assert asyncio.run(create("worker", f"{app}-scratch{uuid.uuid4().hex[:4]}")) == 0
     assert asyncio.run(create("worker", f"other{uuid.uuid4().hex[:6]}")) == 29  # TOPIC_AUTHORIZATION_FAILED
+    assert asyncio.run(create("worker", granted.topics["analytics"])) == 29  # not even "exists": no CREATE at all
     assert asyncio.run(create("shipper", f"other{uuid.uuid4().hex[:6]}")) == 29
 
 
