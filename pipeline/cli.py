@@ -127,7 +127,13 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     created = set(asyncio.run(ensure_topics(settings.bootstrap, specs, connection=settings.kafka)))
     for spec in specs:
         outcome = "created" if spec.name in created else "exists, left as it is"
-        kept = "compacted" if spec.compacted else f"retention {spec.retention_ms / 86_400_000:g} d"
+        kept = (
+            "compacted"
+            if spec.compacted
+            else "kept forever"
+            if spec.retention_ms < 0
+            else f"retention {spec.retention_ms / 86_400_000:g} d"
+        )
         print(f"topics: {spec.name:32} {spec.partitions:4} partitions, {kept}: {outcome}")
     print(f"topics: all {len(specs)} topics exist on {settings.bootstrap}; shippers may start", file=sys.stderr)
     return 0

@@ -56,7 +56,8 @@ def _topic_env(connection: dict[str, str], base: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDO_")}
     names = {"INPUT": "input", "ANALYTICS": "analytics", "ABUSE": "abuse", "QUARANTINE": "quarantine"}
     env.update({f"PSEUDO_{key}_TOPIC": f"{base}.{name}" for key, name in names.items()})
-    env.update(PSEUDO_AGGREGATES_TOPIC=f"{base}.aggregates", PSEUDO_APP_ID=f"app-{base}", **connection)
+    env.update(PSEUDO_AGGREGATES_TOPIC=f"{base}.aggregates", PSEUDO_AUDIT_TOPIC=f"{base}.audit")
+    env.update(PSEUDO_APP_ID=f"app-{base}", **connection)
     return env
 
 
@@ -189,7 +190,7 @@ class Granted:
 def granted(secured_broker: SecuredBroker) -> Granted:
     """Topics and ACLs as ``pseudonymizer acls --apply`` grants them, and a record in every topic (written by admin)."""
     base = f"secacl{uuid.uuid4().hex[:6]}"
-    env = {**_topic_env({}, base), "PSEUDO_AUDIT_TOPIC": f"{base}.audit"}
+    env = _topic_env({}, base)
     table = _grant(secured_broker, env)
     app = env["PSEUDO_APP_ID"]
     topics = {
