@@ -228,8 +228,18 @@ def _reproducer(seed: int, index: int, sample: Sample) -> dict[str, Any]:
 
 def _counted_canaries(sample: Sample) -> tuple[Canary, ...]:
     if sample.family in ("mutated_generated", "mutated_real"):
-        return tuple(c for c in sample.canaries if c.kind not in POSITIONAL_KINDS)
+        # A mutation may also cut a planted value apart (an e-mail that lost its "@example" is left as a path word,
+        # like a user name): only a value still whole in the mutated record is still that kind of identifier.
+        text = sample.raw.decode("utf-8", "replace")
+        return tuple(
+            c for c in sample.canaries if c.kind not in POSITIONAL_KINDS and hostile.find_leaks(text, [_whole_value(c)])
+        )
     return sample.canaries
+
+
+def _whole_value(canary: Canary) -> Canary:
+    """The canary with its full value as the only needle (not its parts, such as an e-mail's local part)."""
+    return Canary(canary.kind, canary.field, canary.value, (canary.value.lower(),))
 
 
 @dataclass
