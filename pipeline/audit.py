@@ -25,8 +25,17 @@ Appends from several tools at once stay one linear chain: each entry is built an
 exclusive ``flock`` on the file (the previous line is read under the lock), with one ``write`` on an ``O_APPEND``
 descriptor and an ``fsync``. The topic copy is produced under the same lock, so its order per chain is the
 file's. If the topic write fails nothing is written to the file and nothing is released; if the file write
-fails after the topic took the entry, nothing is released and the topic holds one entry the file lacks, which
-``verify --from-topic`` reports.
+fails after the topic took the entry, nothing is released and the topic holds an entry the file lacks. The next
+run repairs that before it writes: at start (under the lock) it compares the file with its chain on the topic;
+entries the topic holds beyond the file's last line, with valid links, are appended to the file (a warning
+gives the count), so the chain continues instead of forking at a reused ``seq``. A file ahead of the topic, or
+one that differs from it, stops the tool (fail closed). A principal that may not read the topic skips the
+comparison with a warning; ``audit verify --from-topic`` still catches the difference.
+
+The topic is the record of truth: ``audit verify [FILE ...] --from-topic`` reads every chain on it. Each
+chain's links must hold, and each must be continued by exactly one of the files given, line for line; a chain
+with no file (an audit file deleted and started afresh, say) fails the check, named. Without a file it checks
+and lists the topic's chains alone.
 
 Entries name records by pseudonymized coordinates, key ids and pseudonyms: never an address or a payload, so
 the audit trail is not a second copy of what it guards.
@@ -50,7 +59,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from config.settings import Settings, TopicSpec
 from pipeline import kafka_clients
@@ -62,11 +71,15 @@ __all__ = [
     "AuditChainError",
     "AuditLog",
     "AuditSink",
+    "ChainReport",
     "ChainSummary",
     "KafkaAuditSink",
+    "check_topic",
     "compare_with_topic",
+    "lines_missing_from_file",
     "os_account",
     "read_topic_chain",
+    "read_topic_chains",
     "verify_lines",
 ]
 
@@ -106,11 +119,17 @@ def os_account() -> dict[str, Any]:
 
 
 class AuditSink(Protocol):
-    """Where the second copy of each entry goes. ``send`` returns once the copy is durable, or raises."""
+    """Where the second copy of each entry goes. ``send`` returns once the copy is durable, or raises.
+
+    ``read_chain`` returns the chain's entries as the copy holds them, in order; ``None`` when this principal may
+    not read the copy (its ACLs grant write only).
+    """
 
     def start(self) -> None: ...
 
     def send(self, key: bytes, value: bytes) -> None: ...
+
+    def read_chain(self, chain: str) -> list[bytes] | None: ...
 
     def close(self) -> None: ...
 
@@ -191,6 +210,18 @@ class KafkaAuditSink:
         except (KafkaError, OSError, TimeoutError) as exc:
             raise self._fail("write", exc) from None
 
+    def read_chain(self, chain: str) -> list[bytes] | None:
+        if self._loop is None:
+            raise ConfigError("audit: the topic copy was not started")
+        read = _read_topic(self._settings, self.topic, client_id="pseudonymizer-audit")
+        try:
+            records = self._loop.run_until_complete(asyncio.wait_for(read, self._timeout_s))
+        except TopicAuthorizationFailedError:
+            return None
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise self._fail("read", exc) from None
+        return [value for key, value in records if key == chain.encode()]
+
     def close(self) -> None:
         if self._loop is not None and self._producer is not None:
             self._loop.run_until_complete(self._producer.stop())
@@ -257,10 +288,63 @@ class AuditLog:
             return self
         try:
             self._sink.start()
+            self._catch_up(self._sink)
         except BaseException:
+            if self._sink is not None:
+                self._sink.close()
             os.close(self._fd)
             raise
         return self
+
+    def _catch_up(self, sink: AuditSink) -> None:
+        """Append the entries the topic took but the file did not get (a failed file write); else fail closed."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # no other writer is between its topic send and its file write now
+        try:
+            size = os.fstat(self._fd).st_size
+            if size == 0:
+                return  # a new file starts a new chain
+            lines = os.pread(self._fd, size, 0).splitlines(keepends=True)
+            if not lines[-1].endswith(b"\n"):
+                raise ConfigError(
+                    f"audit: {self.path} ends with an incomplete line; nothing was released. "
+                    f"Run `pseudonymizer audit verify {self.path} --from-topic`"
+                )
+            try:
+                chain = str(orjson.loads(lines[0])["chain"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise ConfigError(
+                    f"audit: the first line of {self.path} is not an audit header; nothing was released. "
+                    f"Run `pseudonymizer audit verify {self.path} --from-topic`"
+                ) from None
+            on_topic = sink.read_chain(chain)
+            if on_topic is None:
+                log.warning(
+                    "audit: %s may not read the audit topic, so %s was not compared with its topic copy "
+                    "(`audit verify --from-topic` does)",
+                    self.tool,
+                    self.path,
+                )
+                return
+            missing = lines_missing_from_file(lines, on_topic, self.path)
+            if missing:
+                data = memoryview(b"".join(line + b"\n" for line in missing))
+                while data:
+                    data = data[os.write(self._fd, data) :]
+                os.fsync(self._fd)
+                log.warning(
+                    "audit: appended %d entr%s of chain %s from the audit topic to %s (a file write had failed "
+                    "after the topic took them; nothing was released then)",
+                    len(missing),
+                    "y" if len(missing) == 1 else "ies",
+                    chain,
+                    self.path,
+                )
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.tool}: cannot read or repair the audit file {self.path}: {exc.strerror}; nothing was released"
+            ) from None
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def __exit__(self, *exc_info: object) -> None:
         try:
@@ -294,7 +378,14 @@ class AuditLog:
         last = _last_line(self._fd, self.path)
         lines = []
         if last is None:
-            header = {"seq": 0, "prev": GENESIS, "chain": secrets.token_hex(8), "format": AUDIT_FORMAT, "at": _now()}
+            header = {
+                "seq": 0,
+                "prev": GENESIS,
+                "chain": secrets.token_hex(8),
+                "format": AUDIT_FORMAT,
+                "at": _now(),
+                "file": os.path.abspath(self.path),  # where to find the file when an auditor lists the chains
+            }
             lines.append(orjson.dumps({**header, **self._who}))
             last = lines[0]
         try:
@@ -325,6 +416,10 @@ class ChainSummary:
     chain: str
     entries: int  # lines after the header
     last_hash: str  # SHA-256 of the last line: note it elsewhere, and a later rewrite of the file shows
+    started: str | None = None  # the header's "at"
+    ended: str | None = None  # the last line's "at"
+    host: str | None = None  # the header's host and file: where the chain was written
+    file: str | None = None
 
 
 def verify_lines(lines: Iterable[bytes]) -> ChainSummary:
@@ -335,6 +430,8 @@ def verify_lines(lines: Iterable[bytes]) -> ChainSummary:
     chain = ""
     previous = b""
     count = 0
+    header: dict[str, Any] = {}
+    last: dict[str, Any] = {}
     for number, raw in enumerate(lines, start=1):
         line = raw[:-1] if raw.endswith(b"\n") else raw
         if not line.strip():
@@ -351,6 +448,7 @@ def verify_lines(lines: Iterable[bytes]) -> ChainSummary:
             if not isinstance(entry.get("chain"), str) or not entry["chain"]:
                 raise AuditChainError(number, "the header names no chain")
             chain = entry["chain"]
+            header = entry
         else:
             if entry.get("chain") != chain:
                 raise AuditChainError(number, "belongs to another chain (lines from another audit file?)")
@@ -365,9 +463,22 @@ def verify_lines(lines: Iterable[bytes]) -> ChainSummary:
                 )
             count += 1
         previous = line
+        last = entry
     if not previous:
         raise AuditChainError(1, "empty audit trail")
-    return ChainSummary(chain=chain, entries=count, last_hash=_hash(previous))
+    return ChainSummary(
+        chain=chain,
+        entries=count,
+        last_hash=_hash(previous),
+        started=_text(header.get("at")),
+        ended=_text(last.get("at")),
+        host=_text(header.get("host")),
+        file=_text(header.get("file")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def read_file_lines(path: Path) -> list[bytes]:
@@ -406,14 +517,117 @@ def compare_with_topic(file_lines: list[bytes], topic_lines: list[bytes]) -> Non
         raise AuditChainError(index + 1, "the file and the audit topic hold the same entries in another order")
 
 
+def lines_missing_from_file(file_lines: list[bytes], topic_lines: list[bytes], path: Path) -> list[bytes]:
+    """The topic's entries beyond the file's last line (the file must be a prefix of the topic's chain, whose links
+    must hold); raise ``ConfigError`` when the file is ahead of the topic or differs from it."""
+    stripped = [line.rstrip(b"\n") for line in file_lines]
+    if topic_lines[: len(stripped)] == stripped:
+        missing = topic_lines[len(stripped) :]
+        if missing:
+            try:
+                verify_lines(topic_lines)
+            except AuditChainError as exc:
+                raise ConfigError(
+                    f"audit: the audit topic's copy of {path}'s chain is broken ({exc}); nothing was released. "
+                    f"Run `pseudonymizer audit verify {path} --from-topic`"
+                ) from None
+        return missing
+    if stripped[: len(topic_lines)] == topic_lines:
+        problem = (
+            f"the file holds {len(stripped) - len(topic_lines)} line(s) that the audit topic lacks (written with "
+            "--audit-file-only, to another topic, or added by hand)"
+        )
+    else:
+        at = next(i for i, (mine, theirs) in enumerate(zip(stripped, topic_lines, strict=False)) if mine != theirs)
+        problem = f"line {at + 1} of the file differs from the audit topic's copy (the file was edited)"
+    raise ConfigError(
+        f"audit: {path}: {problem}; nothing was released. Run `pseudonymizer audit verify {path} --from-topic`; "
+        "to go on, move the file aside (keep it: the auditor needs it) and a new chain starts"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """One chain on the audit topic: its summary (``None`` if its links are broken) and what is wrong, if anything."""
+
+    chain: str
+    summary: ChainSummary | None
+    file: Path | None  # the file given that continues it
+    problem: str | None
+
+
+def check_topic(topic_chains: Mapping[str, list[bytes]], files: Mapping[Path, list[bytes]]) -> list[ChainReport]:
+    """Check every chain on the topic, and with ``files`` (already verified alone) that each is continued by one.
+
+    With no files, each chain's links only. With files, every chain on the topic needs exactly one file holding the
+    same lines in the same order, and every file's chain must be on the topic.
+    """
+    by_chain: dict[str, Path] = {}
+    reports: list[ChainReport] = []
+    for path, lines in files.items():
+        chain = verify_lines(lines).chain
+        if chain in by_chain:
+            reports.append(ChainReport(chain, None, path, f"the same chain as {by_chain[chain]}: one is a copy"))
+        by_chain.setdefault(chain, path)
+    for chain, lines in topic_chains.items():
+        continued_by = by_chain.get(chain)
+        try:
+            summary: ChainSummary | None = verify_lines(lines)
+        except AuditChainError as exc:
+            reports.append(ChainReport(chain, None, continued_by, f"its copy on the topic is broken at {exc}"))
+            continue
+        problem = None
+        if files and continued_by is None:
+            problem = "no audit file given continues this chain (a deleted or replaced audit file?)"
+        elif continued_by is not None:
+            try:
+                compare_with_topic(files[continued_by], lines)
+            except AuditChainError as exc:
+                problem = f"{continued_by} differs from the topic at {exc}"
+        reports.append(ChainReport(chain, summary, continued_by, problem))
+    for chain, path in by_chain.items():
+        if chain not in topic_chains:
+            reports.append(
+                ChainReport(
+                    chain,
+                    None,
+                    path,
+                    f"{path}'s chain is not on the audit topic (written with --audit-file-only, or to another topic)",
+                )
+            )
+    return reports
+
+
+async def read_topic_chains(settings: Settings, topic: str) -> dict[str, list[bytes]]:
+    """Every chain on the audit topic, by chain id, each in the topic's order (read up to the partitions' end now).
+
+    A record without a key, or whose key is not text, is grouped under ``"<no chain key>"``: it cannot verify.
+    """
+    try:
+        records = await _read_topic(settings, topic, client_id="pseudonymizer-audit-verify")
+    except KafkaError as exc:
+        raise ConfigError(f"audit: cannot read the audit topic {topic} ({type(exc).__name__}: {exc})") from None
+    chains: dict[str, list[bytes]] = {}
+    for key, value in records:
+        try:
+            chain = key.decode() if key else "<no chain key>"
+        except UnicodeDecodeError:
+            chain = "<no chain key>"
+        chains.setdefault(chain, []).append(value)
+    return chains
+
+
 async def read_topic_chain(settings: Settings, topic: str, chain: str) -> list[bytes]:
-    """Every record of ``chain`` on the audit topic, in the topic's order (partitions read up to their end now)."""
-    admin = kafka_clients.admin(settings, client_id="pseudonymizer-audit-verify")
+    """Every record of ``chain`` on the audit topic, in the topic's order."""
+    return (await read_topic_chains(settings, topic)).get(chain, [])
+
+
+async def _read_topic(settings: Settings, topic: str, *, client_id: str) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every record on the topic now, by partition and offset; raises ``KafkaError``."""
+    admin = kafka_clients.admin(settings, client_id=client_id)
     try:
         await admin.start()
         described = await admin.describe_topics([topic])
-    except KafkaError as exc:
-        raise ConfigError(f"audit: cannot read the audit topic {topic} ({type(exc).__name__}: {exc})") from None
     finally:
         await admin.close()
     partitions = [
@@ -425,9 +639,9 @@ async def read_topic_chain(settings: Settings, topic: str, chain: str) -> list[b
     if not partitions:
         raise ConfigError(f"audit: the audit topic {topic} does not exist on {settings.bootstrap} (or may not be read)")
     consumer = kafka_clients.consumer(
-        settings, enable_auto_commit=False, auto_offset_reset="earliest", client_id="pseudonymizer-audit-verify"
+        settings, enable_auto_commit=False, auto_offset_reset="earliest", client_id=client_id
     )
-    found: list[tuple[int, int, bytes]] = []
+    found: list[tuple[int, int, bytes | None, bytes]] = []
     try:
         await consumer.start()
         consumer.assign(partitions)
@@ -436,15 +650,12 @@ async def read_topic_chain(settings: Settings, topic: str, chain: str) -> list[b
         starts = await consumer.beginning_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, starts[tp])
-        wanted = chain.encode()
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
                 for message in messages:
-                    if message.offset < ends[tp] and message.key == wanted and message.value is not None:
-                        found.append((tp.partition, message.offset, message.value))
-    except KafkaError as exc:
-        raise ConfigError(f"audit: cannot read the audit topic {topic} ({type(exc).__name__}: {exc})") from None
+                    if message.offset < ends[tp] and message.value is not None:
+                        found.append((tp.partition, message.offset, message.key, message.value))
     finally:
         await consumer.stop()
-    # One key, one partition: the offsets give the order entries were written in.
-    return [value for _, _, value in sorted(found)]
+    # One key, one partition: within a chain the offsets give the order entries were written in.
+    return [(key, value) for _, _, key, value in sorted(found, key=lambda r: (r[0], r[1]))]

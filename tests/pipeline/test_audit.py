@@ -29,9 +29,9 @@ from transforms.errors import ConfigError
 class FakeSink:
     """Stands in for the audit topic: records what was sent, or refuses."""
 
-    def __init__(self, *, fail_send: bool = False, fail_start: bool = False) -> None:
+    def __init__(self, *, fail_send: bool = False, fail_start: bool = False, readable: bool = True) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
-        self.fail_send, self.fail_start = fail_send, fail_start
+        self.fail_send, self.fail_start, self.readable = fail_send, fail_start, readable
         self.started = self.closed = False
 
     def start(self) -> None:
@@ -43,6 +43,11 @@ class FakeSink:
         if self.fail_send:
             raise ConfigError("audit: cannot write the audit topic (fake)")
         self.sent.append((key, value))
+
+    def read_chain(self, chain: str) -> list[bytes] | None:
+        if not self.readable:  # a principal with write-only ACLs on the topic
+            return None
+        return [value for key, value in self.sent if key == chain.encode()]
 
     def close(self) -> None:
         self.closed = True
@@ -108,10 +113,11 @@ def test_every_line_goes_to_the_topic_copy_first_keyed_by_the_chain(tmp_path: Pa
 
 
 def test_if_the_topic_refuses_the_entry_nothing_is_written(tmp_path: Path) -> None:
-    audit = tmp_path / "audit.jsonl"
-    _write(audit, 1)
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
+    _write(audit, 1, sink)
     before = audit.read_bytes()
-    with _log(audit, FakeSink(fail_send=True)) as log, pytest.raises(ConfigError, match="audit topic"):
+    sink.fail_send = True
+    with _log(audit, sink) as log, pytest.raises(ConfigError, match="audit topic"):
         log.record({"record": {"subject": "s-9"}})
     assert audit.read_bytes() == before
 
