@@ -485,30 +485,47 @@ def _audit_log(args: argparse.Namespace, tool: str) -> AuditLog:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from pipeline.audit import AuditChainError, compare_with_topic, read_file_lines, read_topic_chain, verify_lines
+    from pipeline.audit import AuditChainError, check_topic, read_file_lines, read_topic_chains, verify_lines
 
-    try:
-        lines = read_file_lines(args.file)
-        summary = verify_lines(lines)
-        if args.from_topic:
-            settings = _settings(args)
-            topic = args.audit_topic or settings.audit_topic
-            copy = asyncio.run(read_topic_chain(settings, topic, summary.chain))
-            try:
-                verify_lines(copy)
-                compare_with_topic(lines, copy)
-            except AuditChainError as exc:
-                print(f"audit: {args.file}: against topic {topic}: {exc}", file=sys.stderr)
-                return 1
-    except AuditChainError as exc:
-        print(f"audit: {args.file}: {exc}", file=sys.stderr)
-        return 1
-    where = f" and its copy on {args.audit_topic or _settings(args).audit_topic}" if args.from_topic else ""
-    print(
-        f"audit: {args.file}{where}: chain {summary.chain} intact, {summary.entries} entries; "
-        f"last line's SHA-256 {summary.last_hash} (note it elsewhere: a later rewrite would change it)"
-    )
-    return 0
+    if not args.files and not args.from_topic:
+        raise ConfigError("audit verify: give the audit FILE(s), or --from-topic alone to check the topic's chains")
+    files: dict[Path, list[bytes]] = {}
+    for path in args.files:
+        try:
+            lines = read_file_lines(path)
+            summary = verify_lines(lines)
+        except AuditChainError as exc:
+            print(f"audit: {path}: {exc}", file=sys.stderr)
+            return 1
+        files[path] = lines
+        if not args.from_topic:
+            print(
+                f"audit: {path}: chain {summary.chain} intact, {summary.entries} entries; last line's SHA-256 "
+                f"{summary.last_hash} (note it elsewhere: a later rewrite would change it)"
+            )
+    if not args.from_topic:
+        return 0
+    # The topic is the record of truth: every chain on it is checked, and with files each must be continued by one.
+    settings = _settings(args)
+    topic = args.audit_topic or settings.audit_topic
+    reports = check_topic(asyncio.run(read_topic_chains(settings, topic)), files)
+    if not reports:
+        print(f"audit: topic {topic} holds no audit chain")
+    status = 0
+    for report in reports:
+        facts = ""
+        if (found := report.summary) is not None:
+            facts = (
+                f"{found.entries} entries, {found.started} to {found.ended}, written on {found.host} to {found.file}; "
+                f"last line's SHA-256 {found.last_hash}"
+            )
+        name = f"audit: topic {topic}: chain {report.chain}" + (f" ({report.file})" if report.file else "")
+        if report.problem is None:
+            print(f"{name}: intact, {facts}")
+        else:
+            status = 1
+            print(f"{name}: {report.problem}" + (f"; {facts}" if facts else ""), file=sys.stderr)
+    return status
 
 
 # --- privacy report --------------------------------------------------------------------------------
@@ -757,9 +774,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reveal)
 
     audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="audit_command", required=True)
-    p = audit.add_parser("verify", help="check an audit file's hash chain (and, with --from-topic, its topic copy)")
-    p.add_argument("file", type=Path, metavar="FILE")
-    p.add_argument("--from-topic", action="store_true", help="also read the audit topic: same entries, same order")
+    p = audit.add_parser("verify", help="check audit files' chains (and, with --from-topic, every chain on the topic)")
+    p.add_argument("files", type=Path, nargs="*", metavar="FILE", help="audit files (optional with --from-topic)")
+    p.add_argument(
+        "--from-topic",
+        action="store_true",
+        help="check every chain on the audit topic; with FILEs, each chain must be one FILE, line for line",
+    )
     p.add_argument("--audit-topic", help="the audit topic (default: PSEUDO_AUDIT_TOPIC)")
     p.add_argument("--broker", help="kafka://host:port (default: PSEUDO_BROKER)")
     p.set_defaults(func=cmd_audit_verify)

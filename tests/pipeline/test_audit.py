@@ -3,6 +3,7 @@ topic in tests/integration/test_audit_topic.py). Edits, deletions, insertions an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ from pipeline.audit import (
     GENESIS,
     AuditChainError,
     AuditLog,
+    check_topic,
     compare_with_topic,
     read_file_lines,
     verify_lines,
@@ -249,5 +251,255 @@ def test_reveal_with_an_unreachable_audit_broker_reveals_nothing(
     out, err = capsys.readouterr()
     assert out == ""
     assert "203.0.113.9" not in err
+    assert "--audit-file-only" in err
+    assert not audit.exists() or audit.read_bytes() == b""
+
+
+# --- the topic is the record of truth: every chain on it ---------------------------------------------------------
+
+
+def _chains(sink: FakeSink) -> dict[str, list[bytes]]:
+    chains: dict[str, list[bytes]] = {}
+    for key, value in sink.sent:
+        chains.setdefault(key.decode(), []).append(value)
+    return chains
+
+
+def _replaced_file(tmp_path: Path) -> tuple[FakeSink, Path, Path]:
+    """An audit file with 3 entries moved away (or deleted), and a new file (a new chain) with 2, on one topic."""
+    sink, old, new = FakeSink(), tmp_path / "old.jsonl", tmp_path / "audit.jsonl"
+    _write(new, 3, sink)
+    new.rename(old)
+    _write(new, 2, sink)
+    return sink, old, new
+
+
+def test_check_topic_reports_every_chain_with_its_count_and_time_span(tmp_path: Path) -> None:
+    sink, old, new = _replaced_file(tmp_path)
+    reports = check_topic(_chains(sink), {})
+    assert [(r.summary.entries if r.summary else None, r.problem) for r in reports] == [(3, None), (2, None)]
+    for report, path in zip(reports, (old, new), strict=True):
+        assert report.summary is not None
+        entries = _entries(path)
+        assert (report.summary.started, report.summary.ended) == (entries[0]["at"], entries[-1]["at"])
+        assert report.summary.file == str(new)  # written there: the first file was renamed afterwards
+        assert report.summary.host == socket.gethostname()
+
+
+def test_a_chain_on_the_topic_that_no_given_file_continues_fails(tmp_path: Path) -> None:
+    """Deleting the audit file and starting afresh leaves the old chain on the topic, with no file: named."""
+    sink, old, new = _replaced_file(tmp_path)
+    old_chain, new_chain = _entries(old)[0]["chain"], _entries(new)[0]["chain"]
+    reports = check_topic(_chains(sink), {new: read_file_lines(new)})
+    assert [(r.chain, r.problem is not None) for r in reports] == [(old_chain, True), (new_chain, False)]
+    assert "no audit file given continues this chain" in str(reports[0].problem)
+    both = {old: read_file_lines(old), new: read_file_lines(new)}
+    assert all(r.problem is None for r in check_topic(_chains(sink), both))
+
+
+# (how the file given is changed, what the report says)
+FILE_VS_TOPIC = [
+    (lambda lines: lines[:-1], "the file lacks"),  # the tail cut: still a valid chain alone
+    (lambda lines: _edit(lines, len(lines) - 1), "no copy on the audit topic"),  # the last line rewritten
+]
+
+
+@pytest.mark.parametrize(("change", "says"), FILE_VS_TOPIC)
+def test_a_file_that_is_a_cut_or_rewrite_of_its_topic_chain_fails(tmp_path: Path, change: Any, says: str) -> None:
+    sink = FakeSink()
+    lines = change(_write(tmp_path / "audit.jsonl", 3, sink))
+    (report,) = check_topic(_chains(sink), {tmp_path / "audit.jsonl": lines})
+    assert says in str(report.problem)
+
+
+def test_a_file_whose_chain_is_not_on_the_topic_and_a_broken_topic_copy_fail(tmp_path: Path) -> None:
+    sink, on_topic, alone = FakeSink(), tmp_path / "on-topic.jsonl", tmp_path / "file-only.jsonl"
+    _write(on_topic, 2, sink)
+    _write(alone, 1)
+    reports = check_topic(_chains(sink), {on_topic: read_file_lines(on_topic), alone: read_file_lines(alone)})
+    assert [r.file for r in reports] == [on_topic, alone]
+    assert reports[0].problem is None
+    assert "is not on the audit topic" in str(reports[1].problem)
+    chain, lines = next(iter(_chains(sink).items()))
+    (broken,) = check_topic({chain: [lines[0], lines[2]]}, {})
+    assert broken.summary is None
+    assert "broken at line 2" in str(broken.problem)
+
+
+def test_verify_from_topic_reads_every_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command: a new file alone fails naming the old chain; with both files, or with none, it passes."""
+    sink, old, new = _replaced_file(tmp_path)
+
+    async def read_topic_chains(settings: object, topic: str) -> dict[str, list[bytes]]:
+        return _chains(sink)
+
+    monkeypatch.setattr("pipeline.audit.read_topic_chains", read_topic_chains)
+    old_chain, new_chain = _entries(old)[0]["chain"], _entries(new)[0]["chain"]
+    assert main(["audit", "verify", str(new), "--from-topic"]) == 1
+    out, err = capsys.readouterr()
+    assert f"chain {old_chain}: no audit file given continues this chain" in err
+    assert f"chain {new_chain} ({new}): intact, 2 entries" in out
+    assert main(["audit", "verify", "--from-topic"]) == 0  # the auditor without files: the topic's chains listed
+    out = capsys.readouterr().out
+    assert f"chain {old_chain}: intact, 3 entries" in out
+    assert f"chain {new_chain}: intact, 2 entries" in out
+    assert main(["audit", "verify", str(old), str(new), "--from-topic"]) == 0
+    assert main(["audit", "verify"]) == 2  # neither a file nor the topic: nothing to check
+    assert "--from-topic" in capsys.readouterr().err
+
+
+# --- a failed file write after the topic took the entry: caught up at the next start ------------------------------
+
+
+def test_a_failed_file_write_is_caught_up_from_the_topic_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
+    _write(audit, 2, sink)
+    before = audit.read_bytes()
+    write = os.write
+    with _log(audit, sink) as log:
+
+        def full_disk(fd: int, data: Any) -> int:
+            if fd == log._fd:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(fd, data)
+
+        monkeypatch.setattr(os, "write", full_disk)
+        with pytest.raises(ConfigError, match="cannot write the audit file"):
+            log.record({"record": {"subject": "s-lost"}})
+        monkeypatch.setattr(os, "write", write)
+    assert audit.read_bytes() == before  # the topic holds one entry more than the file
+    assert len(sink.sent) == 4
+    with caplog.at_level("WARNING", logger="pseudonymizer.audit"), _log(audit, sink) as log:
+        log.record({"record": {"subject": "s-next"}})
+    assert "appended 1 entry" in caplog.text
+    lines = read_file_lines(audit)
+    assert verify_lines(lines).entries == 4  # one chain, no reused seq
+    assert [e["record"]["subject"] for e in _entries(audit)[1:]] == ["s-0", "s-1", "s-lost", "s-next"]
+    compare_with_topic(lines, [value for _, value in sink.sent])
+
+
+def test_several_entries_the_topic_holds_beyond_the_file_are_appended(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
+    lines = _write(audit, 4, sink)
+    audit.write_bytes(b"".join(lines[:-2]))
+    with caplog.at_level("WARNING", logger="pseudonymizer.audit"), _log(audit, sink):
+        pass
+    assert "appended 2 entries" in caplog.text
+    assert audit.read_bytes() == b"".join(lines)
+
+
+def _ahead(audit: Path, sink: FakeSink) -> None:
+    _write(audit, 1)  # an entry written with --audit-file-only: the topic never saw it
+
+
+def _edited(audit: Path, sink: FakeSink) -> None:
+    audit.write_bytes(b"".join(_edit(read_file_lines(audit), 1)))
+
+
+def _broken_topic(audit: Path, sink: FakeSink) -> None:
+    audit.write_bytes(b"".join(read_file_lines(audit)[:-2]))  # the file behind, and the topic's copy ...
+    del sink.sent[-2]  # ... missing the entry between: its links do not hold
+
+
+# (what happened to the file or the topic since the last run, what the tool says when it refuses)
+OUT_OF_STEP = [
+    (_ahead, "1 line\\(s\\) that the audit topic lacks"),
+    (_edited, "line 2 of the file differs"),
+    (_broken_topic, "topic's copy .* is broken"),
+]
+
+
+@pytest.mark.parametrize(("happened", "says"), OUT_OF_STEP)
+def test_a_file_ahead_of_or_differing_from_the_topic_stops_the_tool(tmp_path: Path, happened: Any, says: str) -> None:
+    """Fail closed: nothing is appended or released, and the sink is closed again."""
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
+    _write(audit, 3, sink)
+    happened(audit, sink)
+    before, sent = audit.read_bytes(), list(sink.sent)
+    sink.closed = False
+    with pytest.raises(ConfigError, match=says):
+        _log(audit, sink).__enter__()
+    assert (audit.read_bytes(), sink.sent, sink.closed) == (before, sent, True)
+
+
+def test_a_principal_that_may_not_read_the_topic_skips_the_comparison_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit, sink = tmp_path / "audit.jsonl", FakeSink()
+    lines = _write(audit, 2, sink)
+    audit.write_bytes(b"".join(lines[:-1]))
+    sink.readable = False
+    with caplog.at_level("WARNING", logger="pseudonymizer.audit"), _log(audit, sink):
+        pass
+    assert "may not read the audit topic" in caplog.text
+    assert audit.read_bytes() == b"".join(lines[:-1])  # left for `audit verify --from-topic` to report
+
+
+# --- lookup and quarantine decrypt print nothing when the audit cannot be written ---------------------------------
+
+
+@pytest.fixture
+def released(tmp_path: Path) -> dict[str, list[str]]:
+    """The arguments of a lookup and of a quarantine decryption that would each print something, without audit flags."""
+    from tests.pipeline.test_cli import APACHE, BAD, _process
+
+    keys = tmp_path / "keyring.json"
+    assert main(["keys", "generate", "--out", str(keys)]) == 0
+    out, _ = _process(keys, tmp_path, [APACHE, BAD])
+    record = orjson.loads((out / "abuse.jsonl").read_bytes().splitlines()[0])
+    return {
+        "lookup": ["lookup", "--keys", str(keys), "--purpose", "security", "--at", record["time"], "83.149.9.216"],
+        "quarantine": ["quarantine", "decrypt", "--keys", str(keys), str(out / "quarantine.jsonl")],
+    }
+
+
+@pytest.mark.parametrize("tool", ["lookup", "quarantine"])
+def test_lookup_and_quarantine_decrypt_print_nothing_when_the_audit_entry_cannot_be_written(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    released: dict[str, list[str]],
+    tool: str,
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    flags = ["--reason", "INC-7", "--audit", str(audit), "--audit-file-only"]
+    assert main([*released[tool], *flags]) == 0  # the audit works: something is printed
+    assert capsys.readouterr().out
+
+    def refuse(self: AuditLog, event: Any) -> None:
+        raise ConfigError("audit: cannot write the audit file (fake)")
+
+    monkeypatch.setattr(AuditLog, "record", refuse)
+    assert main([*released[tool], *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "cannot write the audit file" in err
+
+
+@pytest.mark.parametrize("tool", ["lookup", "quarantine"])
+def test_lookup_and_quarantine_decrypt_with_an_unreachable_audit_broker_print_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    released: dict[str, list[str]],
+    tool: str,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("PSEUDO_AUDIT_TIMEOUT_S", "5")
+    audit = tmp_path / "audit.jsonl"
+    flags = ["--reason", "INC-7", "--audit", str(audit), "--broker", f"kafka://127.0.0.1:{port}"]
+    capsys.readouterr()
+    assert main([*released[tool], *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "83.149.9.216" not in err
     assert "--audit-file-only" in err
     assert not audit.exists() or audit.read_bytes() == b""
