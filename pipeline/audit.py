@@ -259,7 +259,8 @@ class AuditLog:
     """One tool run's audit writer: ``with AuditLog(...) as audit: audit.record({...})`` before each release.
 
     Checked now: ``reason`` is non-empty (``ConfigError``). ``__enter__`` opens (creates 0600) the file and starts
-    the sink (``None``: file only, with a warning), before the tool reads any input.
+    the sink (``None``: file only, with a warning), then catches the file up with the sink's copy of its chain
+    (or refuses, see the module's text), before the tool reads any input.
     """
 
     def __init__(self, path: Path, sink: AuditSink | None, *, tool: str, operator: str, reason: str) -> None:
