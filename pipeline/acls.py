@@ -15,7 +15,8 @@ worker        read the raw input; write each output; read, write and create its 
               ``pseudonymizer topics create`` first)
 analyst       read the analytics and aggregates topics, with consumer groups named ``analyst-*``
 security      read the abuse topic (groups ``security-*``); write the audit topic (``reveal``, ``lookup``)
-operator      read the quarantine topic (groups ``operator-*``); write the audit topic (``quarantine decrypt``)
+operator      read the quarantine topic (groups ``operator-*``); write the audit topic (``quarantine decrypt``,
+              ``lookup``)
 auditor       read the audit topic (``audit verify --from-topic``; groups ``auditor-*``)
 ============  ======================================================================================================
 
@@ -126,7 +127,7 @@ def required_acls(settings: Settings, principals: Mapping[Audience, str], *, all
     external = [settings.input_topic]
     for spec in OUTPUTS.values():
         name = spec.topic(settings)
-        if not name.startswith(internal):
+        if spec.reader is not None:  # read by an audience: the worker only writes it
             grant(Audience.WORKER, topic, literal, name, write, describe)
             external.append(name)
         if spec.reader is not None:
@@ -138,6 +139,13 @@ def required_acls(settings: Settings, principals: Mapping[Audience, str], *, all
         grant(tool_user, topic, literal, settings.audit_topic, write, describe)
     grant(Audience.AUDITOR, topic, literal, settings.audit_topic, read, describe)
     grant(Audience.AUDITOR, group, prefixed, group_prefix(Audience.AUDITOR), read)
+    # A topic of another audience under the worker's prefix would fall under its PREFIXED grant: read, write, create.
+    others = [*external, settings.audit_topic]
+    if clashing := sorted(name for name in others if name.startswith(internal)):
+        raise ConfigError(
+            f"acls: topic(s) {', '.join(clashing)} start with the worker's internal prefix {internal!r} "
+            "(PSEUDO_APP_ID): its grant on its internal topics would cover them too; rename them or the app id"
+        )
     if allow_create:
         for name in external:
             grant(Audience.WORKER, topic, literal, name, create)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -39,8 +40,10 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _private(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
+    # Created 0600, not chmod-ed after the write: the secret is never readable by others, not even for a moment.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
 
 
 def _password(path: Path) -> str:

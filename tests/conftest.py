@@ -102,7 +102,8 @@ class SecuredBroker:
 @pytest.fixture(scope="session")
 def secured_broker() -> Iterator[SecuredBroker]:
     """One secured broker per session, started by the project's script (its state under .kafka/tls-<port>)."""
-    with project_broker(SECURE_TEST_PORT, KAFKA_SECURE="1", KAFKA_PYTHON=sys.executable):
+    # KAFKA_TEST_OAUTH: OAUTHBEARER with Kafka's unsecured validator (tests/integration/oauth_token.py signs nothing).
+    with project_broker(SECURE_TEST_PORT, KAFKA_SECURE="1", KAFKA_TEST_OAUTH="1", KAFKA_PYTHON=sys.executable):
         yield SecuredBroker(SECURE_TEST_PORT)
 
 

@@ -95,10 +95,10 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     admin: dict[str, Any] | None = None
     shipper: dict[str, Any] | None = None
     reviewer: dict[str, str] = {}
-    # Who runs the audited tools (lookup, quarantine decrypt): file-only on the plaintext broker; on the secured one,
-    # the security team, whose ACLs let it write the audit topic.
+    # Who runs the audited tools: file-only on the plaintext broker; on the secured one, the security team looks up
+    # and the operator decrypts the quarantine, each allowed by its ACLs to write the audit topic.
     auditing: list[str] = ["--audit-file-only"]
-    audited_env: dict[str, str] = {}
+    tool_env: dict[str, dict[str, str] | None] = {"security": None, "operator": None, "auditor": None}
     if request.param == "plaintext":
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         env = worker_env(bootstrap, topics, keys, tmp / "data")  # the default durable store (RocksDB)
@@ -108,7 +108,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         env = worker_env(
             bootstrap, topics, keys, tmp / "data", PSEUDO_AUDIT_TOPIC=f"{base}.audit", **secured.env("worker")
         )
-        auditing, audited_env = [], {**env, **secured.env("security")}
+        auditing = []
+        tool_env = {role: {**env, **secured.env(role)} for role in tool_env}
         admin, shipper, reviewer = secured.options("admin"), secured.options("shipper", "PLAIN"), secured.env("admin")
         _create_topics_and_grant_acls({**env, **secured.env("admin")})
     records = _input_records()
@@ -143,8 +144,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "env": env,
         "reviewer": reviewer,
         "auditing": [*auditing, "--reason", "e2e test", "--audit", str(tmp / "audit.jsonl")],
-        "audited_env": audited_env or None,
-        "auditor_env": {**env, **secured.env("auditor")} if audited_env else None,
+        "tool_env": tool_env,
+        "audited": [],  # audit entries the tests' tool runs wrote
     }
 
 
@@ -224,12 +225,13 @@ def test_quarantined_payloads_decrypt_to_the_originals(run: dict[str, Any]) -> N
             *run["auditing"],
             str(path),
         ],
-        env=run["audited_env"],
+        env=run["tool_env"]["operator"],
         cwd=ROOT,
         capture_output=True,
         check=False,
     )
     assert out.returncode == 0, out.stderr.decode()[-3000:]
+    run["audited"].append(len(out.stdout.splitlines()))  # one entry per decrypted record
     payloads = {orjson.loads(line)["payload"] for line in out.stdout.splitlines()}
     for bad in BAD_RECORDS:
         assert bad.decode("utf-8", "backslashreplace") in payloads
@@ -355,13 +357,14 @@ def test_lookup_finds_the_subject_of_a_real_source(run: dict[str, Any]) -> None:
         [sys.executable, "-m", "pipeline.cli", "lookup", "--keys", str(run["keys"]), "--purpose", "security"]
         + ["--at", moment, *run["auditing"]]
         + [c.decode() for c in candidates],
-        env=run["audited_env"],
+        env=run["tool_env"]["security"],
         cwd=ROOT,
         capture_output=True,
         check=False,
     )
     found = [line.split(b"\t") for line in out.stdout.splitlines()]
     assert len(found) >= 1
+    run["audited"].append(1)  # one entry per look-up run
     assert any(p.decode() in subjects for _, p in found)
 
 
@@ -386,11 +389,12 @@ def test_analytics_lookup_prints_the_window_lived_pseudonyms_records_carry(run: 
         request = ["--purpose", "analytics", "--at", moment.isoformat(), "--user-agent", parts[5], address]
         out = subprocess.run(
             [*LOOKUP, "--keys", str(run["keys"]), *run["auditing"], *request],
-            env=run["audited_env"],
+            env=run["tool_env"]["security"],
             cwd=ROOT,
             capture_output=True,
             check=True,
         )
+        run["audited"].append(1)
         _, pseudonym, visitor = out.stdout.decode().strip().split("\t")
         found += (moment.strftime("%Y-%m-%dT%H"), pseudonym, visitor) in released
     assert found >= 20  # most records of the first hours are released (the rest suppressed, never re-keyed)
@@ -448,11 +452,14 @@ def test_no_agent_or_timer_crashed(run: dict[str, Any]) -> None:
 def test_every_audited_look_up_is_on_the_audit_chain_and_topic(run: dict[str, Any]) -> None:
     """After the tests above (lookups, a quarantine decryption), the audit chain verifies; on the secured broker the
     auditor, who may read nothing else, reads the topic copy and finds it equal."""
-    audit = run["tmp"] / "audit.jsonl"
-    if not audit.exists():
+    if not run["audited"]:
         pytest.skip("no audited tool ran in this selection")
+    audit = run["tmp"] / "audit.jsonl"
+    entries = audit.read_bytes().splitlines()[1:]  # after the chain's header line
+    assert len(entries) == sum(run["audited"])
     verify = [sys.executable, "-m", "pipeline.cli", "audit", "verify", str(audit)]
-    if run["auditor_env"] is not None:
+    auditor = run["tool_env"]["auditor"]
+    if auditor is not None:
         verify.append("--from-topic")
-    checked = subprocess.run(verify, env=run["auditor_env"], cwd=ROOT, capture_output=True, text=True)
+    checked = subprocess.run(verify, env=auditor, cwd=ROOT, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -9,6 +9,7 @@ from pipeline import acls as acls_module
 from pipeline.acls import Acl, Audience, Operation, PatternType, ResourceType, format_table, required_acls
 from pipeline.cli import main
 from pipeline.routing import OUTPUTS, OutputSpec
+from transforms.errors import ConfigError
 
 SETTINGS = Settings.from_env({"PSEUDO_APP_ID": "app"})
 EVERYONE = {audience: audience.value for audience in Audience}
@@ -80,6 +81,16 @@ def test_a_new_output_gets_its_acls_from_its_row_in_the_table(monkeypatch: pytes
     acls = required_acls(SETTINGS, EVERYONE)
     assert _topic_ops(acls, "analyst", "logs.reports") == {Operation.READ, Operation.DESCRIBE}
     assert _topic_ops(acls, "worker", "logs.reports") == {Operation.WRITE, Operation.DESCRIBE}
+
+
+def test_a_topic_under_the_workers_internal_prefix_is_refused() -> None:
+    """Else the worker's PREFIXED grant (read, write, create) would silently cover another audience's topic."""
+    clashing = Settings.from_env({"PSEUDO_APP_ID": "app", "PSEUDO_ANALYTICS_TOPIC": "app-analytics"})
+    with pytest.raises(ConfigError, match="app-analytics"):
+        required_acls(clashing, EVERYONE)
+    audit = Settings.from_env({"PSEUDO_APP_ID": "app", "PSEUDO_AUDIT_TOPIC": "app-audit"})
+    with pytest.raises(ConfigError, match="app-audit"):
+        required_acls(audit, {Audience.AUDITOR: "auditor"})
 
 
 def test_only_the_named_principals_get_acls_and_names_get_the_user_prefix() -> None:
