@@ -136,6 +136,9 @@ class Settings(BaseModel):
     metrics_token_file: Path | None = None
     log_level: str = Field("info", pattern=r"^(crit|error|warn|info|debug)$")
     stats_interval_s: float = Field(30.0, gt=0)
+    # Repeats of a log message (same logger, level, template, broker) within this interval are counted, and
+    # written once per interval with the count (pipeline/log_limits.py); 0 writes every one.
+    log_repeat_interval_s: float = Field(30.0, ge=0)
     # Throughput knobs (README "Performance"): raw records per ingest poll, observation messages per detector
     # batch and how long that batch may wait to fill (latency at low rates), producer linger and batch bytes.
     batch_size: int = Field(500, ge=1, le=100_000)

@@ -38,6 +38,8 @@ SUBCOMMANDS = (
     "privacy-report",
 )
 
+LONG_RUNNING = frozenset({"worker", "demo", "generate"})  # commands whose logs get the repeat limit
+
 log = logging.getLogger("pseudonymizer")
 
 
@@ -74,6 +76,10 @@ def _worker_class() -> type:
             super().on_setup_root_logger(logger, level)
             if level:
                 logger.setLevel(level)
+            # faust has just replaced the root handlers: the repeat limit main() installed goes onto its ones.
+            from pipeline.log_limits import reinstall_repeat_limit
+
+            reinstall_repeat_limit()
 
     return Worker
 
@@ -830,6 +836,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("aiokafka").setLevel(logging.WARNING)  # group chatter drowns the demo's output
     try:
+        if args.command in LONG_RUNNING:  # a broker outage must not flood their logs (pipeline/log_limits.py)
+            from pipeline.log_limits import install_repeat_limit
+
+            install_repeat_limit(Settings.from_env().log_repeat_interval_s)
         return int(args.func(args))
     except (ConfigError, PseudonymizerError) as exc:
         print(f"pseudonymizer: {exc}", file=sys.stderr)
