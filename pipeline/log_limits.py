@@ -6,7 +6,8 @@ While a broker is down, aiokafka logs "Unable connect to node with id %s" and "U
 numbers that change between retries, such as durations and object addresses, made alike, while node ids and
 ``host:port`` stay, so that each broker and each reason keeps its own line). The first record of a group
 passes; repeats within the interval are counted and held back; once per interval a group that held something
-back writes one line ``... (repeated 4,213 times in the last 30 s)``.
+back writes one line ``... (repeated 4,213 times in the last 30 s)``. Only warnings and errors are limited (the
+flood is made of them): an info line, such as faust's "Stopping..." of each service, always passes.
 
 A record of a kind not seen in the current interval always passes at once: nothing new is dropped, nothing is
 delayed. The filter is thread-safe and keeps at most ``max_groups`` groups (least recently seen dropped first,
@@ -56,7 +57,12 @@ class RepeatLimitFilter(logging.Filter):
     """Let the first record of each kind through per ``interval_s``; count the repeats and report them once."""
 
     def __init__(
-        self, interval_s: float, *, max_groups: int = 1000, clock: Callable[[], float] = time.monotonic
+        self,
+        interval_s: float,
+        *,
+        min_level: int = logging.WARNING,
+        max_groups: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         if interval_s <= 0:
@@ -64,6 +70,7 @@ class RepeatLimitFilter(logging.Filter):
         if max_groups < 1:
             raise ValueError("max_groups must be >= 1")
         self.interval_s = interval_s
+        self.min_level = min_level
         self.max_groups = max_groups
         self._clock = clock
         self._groups: OrderedDict[tuple[object, ...], _Group] = OrderedDict()
@@ -72,6 +79,8 @@ class RepeatLimitFilter(logging.Filter):
         self._stop = threading.Event()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.min_level:
+            return True
         decided = getattr(record, _DECIDED, None)
         if decided is not None:
             return bool(decided)
@@ -180,7 +189,7 @@ def _message(record: logging.LogRecord) -> str:
 
 
 def _repeated(count: int, elapsed_s: float) -> str:
-    return f"repeated {count:,} times in the last {max(1, round(elapsed_s)):,} s"
+    return f"repeated {count:,} time{'s' if count != 1 else ''} in the last {max(1, round(elapsed_s)):,} s"
 
 
 _installed: RepeatLimitFilter | None = None

@@ -164,13 +164,30 @@ def test_levels_and_loggers_are_kept_apart(setup: tuple[RepeatLimitFilter, Captu
     assert len(handler.lines) == 3
 
 
+def test_info_lines_are_not_limited(setup: tuple[RepeatLimitFilter, Capture, Clock]) -> None:
+    """faust says "Stopping..." once per service: info lines pass however often they repeat."""
+    _, handler, _ = setup
+    for _ in range(5):
+        log().info("[^--Fetcher]: Stopping...")
+    assert len(handler.lines) == 5
+
+
+def test_a_single_repeat_is_counted_in_the_singular(setup: tuple[RepeatLimitFilter, Capture, Clock]) -> None:
+    _, handler, clock = setup
+    for _ in range(2):
+        log().warning(METADATA, [1])
+    clock.now += 30
+    log().warning(METADATA, [1])
+    assert handler.lines[1].endswith("[1] (repeated 1 time in the last 30 s)")
+
+
 def test_lines_that_do_not_repeat_pass_untouched(setup: tuple[RepeatLimitFilter, Capture, Clock]) -> None:
     """A stream of distinct lines is written whole and unchanged, in order."""
     _, handler, _ = setup
     expected = []
     for i in range(50):
-        log().info("stats: %s records, %s alerts, topic %s", i * 1000, i, f"logs.raw-{i}")
-        expected.append(f"INFO aiokafka.test_log_limits: stats: {i * 1000} records, {i} alerts, topic logs.raw-{i}")
+        log().warning("stats: %s records, %s alerts, topic %s", i * 1000, i, f"logs.raw-{i}")
+        expected.append(f"WARNING aiokafka.test_log_limits: stats: {i * 1000} records, {i} alerts, topic logs.raw-{i}")
     assert handler.lines == expected
 
 
