@@ -139,6 +139,13 @@ class Settings(BaseModel):
     # Repeats of a log message (same logger, level, template, broker) within this interval are counted, and
     # written once per interval with the count (pipeline/log_limits.py); 0 writes every one.
     log_repeat_interval_s: float = Field(30.0, ge=0)
+    # Consumer group membership of the worker's three groups (faust's, the ingest's, the release stage's): a worker
+    # that stops heart-beating loses its partitions after the session timeout (faust's own default, 60 s, held the
+    # output for a minute after a kill -9). A stable PSEUDO_GROUP_INSTANCE_ID per worker (a StatefulSet pod name)
+    # makes it a static member: restarted within the session timeout, it gets its partitions back without a
+    # rebalance. Two live workers must never share one (the broker fences the older).
+    session_timeout_s: float = Field(10.0, ge=6, le=300)
+    group_instance_id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     # Throughput knobs (README "Performance"): raw records per ingest poll, observation messages per detector
     # batch and how long that batch may wait to fill (latency at low rates), producer linger and batch bytes.
     batch_size: int = Field(500, ge=1, le=100_000)

@@ -48,6 +48,7 @@ def _naming_events(stream: faust.Stream[bytes]) -> Iterator[Callable[[faust.Even
 def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust.App:
     settings = runtime.settings
     counters = counters or RouteCounters()
+    member = kafka_clients.group_member(settings, settings.app_id)
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -70,6 +71,10 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         # 1.1 s instead of 32 ms, measured with detection off); unacked events are simply re-read after a
         # rebalance, which at-least-once delivery allows.
         stream_wait_empty=False,
+        # faust's group joins like the worker's other groups: session timeout, heartbeats, static membership.
+        broker_session_timeout=member["session_timeout_ms"] / 1000,
+        broker_heartbeat_interval=member["heartbeat_interval_ms"] / 1000,
+        consumer_group_instance_id=member.get("group_instance_id"),
         # TLS and SASL from the one connection model (pipeline/kafka_clients.py); none for PLAINTEXT.
         **kafka_clients.faust_options(settings.kafka),
     )

@@ -218,7 +218,7 @@ class BatchIngest(Service):
         self._consumer = kafka_clients.consumer(
             settings,
             client_id=f"{settings.app_id}-ingest",
-            group_id=self.group_id,
+            **kafka_clients.group_member(settings, self.group_id),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_poll_records,

@@ -82,6 +82,20 @@ def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsum
     return AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 
 
+def group_member(settings: Settings, group_id: str) -> dict[str, Any]:
+    """How a worker's consumer joins ``group_id``: session timeout, heartbeats, static membership (PSEUDO_*)."""
+    session_ms = int(settings.session_timeout_s * 1000)
+    options: dict[str, Any] = {
+        "group_id": group_id,
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": session_ms // 3,  # Kafka's advice: a third of the session
+    }
+    if settings.group_instance_id is not None:
+        # One instance id per group: the three groups of one worker are three members.
+        options["group_instance_id"] = f"{settings.group_instance_id}.{group_id}"
+    return options
+
+
 def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 

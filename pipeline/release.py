@@ -132,7 +132,7 @@ class ReleaseService(Service):
         self._consumer = kafka_clients.consumer(
             settings,
             client_id=self.group_id,
-            group_id=self.group_id,
+            **kafka_clients.group_member(settings, self.group_id),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_poll_records,

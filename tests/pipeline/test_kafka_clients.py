@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config.settings import Settings
+from pipeline import kafka_clients
 from pipeline.kafka_clients import client_options, faust_options
 from transforms.errors import ConfigError
 
@@ -197,3 +198,30 @@ def test_every_client_of_the_pipeline_is_built_from_the_connection_model() -> No
                     offenders.append((path.name, client))
                 start = found + 1
     assert offenders == []
+
+
+def test_every_group_of_a_worker_joins_with_the_session_timeout_and_its_own_static_instance_id() -> None:
+    dynamic = kafka_clients.group_member(Settings.from_env({}), "app-ingest")
+    assert dynamic == {"group_id": "app-ingest", "session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_333}
+    static = Settings.from_env({"PSEUDO_GROUP_INSTANCE_ID": "worker-3", "PSEUDO_SESSION_TIMEOUT_S": "30"})
+    ingest, release = (kafka_clients.group_member(static, group) for group in ("app-ingest", "app-release"))
+    assert ingest["session_timeout_ms"] == 30_000
+    assert ingest["group_instance_id"] == "worker-3.app-ingest"
+    assert release["group_instance_id"] == "worker-3.app-release"  # one member per group, never shared
+
+
+def test_the_faust_app_joins_its_group_like_the_others(tmp_path: Path) -> None:
+    from pipeline.app import create_app
+    from pipeline.keystore import write_keyring
+    from pipeline.runtime import build_runtime
+    from transforms.keyring import generate_keyring
+
+    write_keyring(generate_keyring(), tmp_path / "keys.json")
+    env = {"PSEUDO_GROUP_INSTANCE_ID": "worker-3", "PSEUDO_SESSION_TIMEOUT_S": "12", "PSEUDO_APP_ID": "app"}
+    settings = Settings.from_env(
+        {**env, "PSEUDO_KEYS_FILE": str(tmp_path / "keys.json"), "PSEUDO_DATA_DIR": str(tmp_path)}
+    )
+    conf = create_app(build_runtime(settings)).conf
+    assert conf.broker_session_timeout == 12
+    assert conf.broker_heartbeat_interval == 4
+    assert conf.consumer_group_instance_id == "worker-3.app"
