@@ -133,6 +133,52 @@ def _detector_resumed(bootstrap: str, group: str, after: float, timeout_s: float
     return None
 
 
+async def _partition_offsets(bootstrap: str, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp.partition: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+def takeover(bootstrap: str, *, static: bool) -> float | None:
+    """Two workers share the input; one is killed (``kill -9``, not restarted). Seconds until every input partition
+    is committed again by the ingest group, that is until the survivor took over the dead worker's partitions."""
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        keys = tmp / "keyring.json"
+        write_keyring(generate_keyring(), keys)
+        base = f"tko{uuid.uuid4().hex[:6]}"
+        topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
+        envs = [worker_env(bootstrap, topics, keys, tmp / f"data-{i}") for i in (0, 1)]
+        for i, env in enumerate(envs):  # each its own metrics port (worker_env picks a free one) and state folder
+            env["PSEUDO_PARTITIONS"] = "4"
+            if static:
+                env["PSEUDO_GROUP_INSTANCE_ID"] = f"worker-{i}"
+        traffic = Traffic(bootstrap, topics["input"])
+        group = f"{envs[0]['PSEUDO_APP_ID']}-ingest"
+        with running_worker(envs[0], tmp / "worker-0.log") as first, running_worker(envs[1], tmp / "worker-1.log"):
+            traffic.start()
+            try:
+                time.sleep(20)  # both members settled, every partition committed
+                before = asyncio.run(_partition_offsets(bootstrap, group))
+                killed_at = time.monotonic()
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                deadline = killed_at + 180
+                while time.monotonic() < deadline:
+                    now = asyncio.run(_partition_offsets(bootstrap, group))
+                    if before and all(now.get(p, -1) > offset for p, offset in before.items()):
+                        return time.monotonic() - killed_at
+                    time.sleep(0.25)
+                return None
+            finally:
+                traffic.stop.set()
+                traffic.join()
+
+
 @dataclass
 class Recovery:
     rows: list[dict[str, Any]]
@@ -205,8 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=29592)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--static", action="store_true", help="static group membership (PSEUDO_GROUP_INSTANCE_ID)")
+    parser.add_argument("--takeover", action="store_true", help="two workers, one killed: how long the other takes")
     args = parser.parse_args(argv)
     _kafka("start", args.port)
+    if args.takeover:
+        try:
+            seconds = takeover(f"127.0.0.1:{args.port}", static=args.static)
+        finally:
+            _kafka("stop", args.port)
+        membership = "static" if args.static else "dynamic"
+        print(f"takeover ({membership} membership): every input partition committed again after {seconds} s")
+        return 0
     try:
         result = measure(
             f"127.0.0.1:{args.port}",
