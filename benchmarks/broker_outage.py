@@ -6,8 +6,8 @@
 Per mode (``off``: ``PSEUDO_LOG_REPEAT_INTERVAL_S=0``; ``on``: the default 30 s), on a broker of its own started
 with ``scripts/kafka.sh`` on ``--port``: a worker starts on fresh topics, ``--records`` records go in and are read,
 the broker is stopped for ``--outage-s`` seconds and started again, as many records go in again. Reported: the
-worker's log lines from the broker stop until it answers again, and until the end of the run (which waits one
-repeat interval after the recovery, so that the counts the limit held back are written too), each split by
+worker's log lines from the broker stop until it answers again, and until the end of the run (one repeat interval
+and 10 s after every record was read, so that the counts the limit held back are written too), each split by
 kind of message (digits made alike); how long after the broker answered again the worker read its first new
 record; and whether every produced record was accounted (``input`` of ``/summary`` equal to the records produced).
 """
