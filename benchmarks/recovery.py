@@ -112,27 +112,6 @@ class Arrivals(threading.Thread):
         return None
 
 
-async def _group_offsets(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-        return sum(meta.offset for meta in offsets.values() if meta.offset >= 0)
-    finally:
-        await admin.close()
-
-
-def _detector_resumed(bootstrap: str, group: str, after: float, timeout_s: float = 180) -> float | None:
-    """When the detector's group committed beyond what it had at ``after`` (faust commits about every second)."""
-    before = asyncio.run(_group_offsets(bootstrap, group))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if asyncio.run(_group_offsets(bootstrap, group)) > before:
-            return time.monotonic()
-        time.sleep(0.25)
-    return None
-
-
 async def _partition_offsets(bootstrap: str, group: str) -> dict[int, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -143,15 +122,35 @@ async def _partition_offsets(bootstrap: str, group: str) -> dict[int, int]:
         await admin.close()
 
 
+def _detector_resumed(bootstrap: str, group: str, after: float, timeout_s: float = 180) -> float | None:
+    """When the detector's group committed beyond what it had at ``after`` (faust commits about every second)."""
+
+    def committed() -> int:
+        return sum(offset for offset in asyncio.run(_partition_offsets(bootstrap, group)).values() if offset >= 0)
+
+    before = committed()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if committed() > before:
+            return time.monotonic()
+        time.sleep(0.25)
+    return None
+
+
+def _fresh_run(tmp: Path, prefix: str) -> tuple[Path, dict[str, str]]:
+    """A new keyring and topic names of their own for one measurement."""
+    keys = tmp / "keyring.json"
+    write_keyring(generate_keyring(), keys)
+    base = f"{prefix}{uuid.uuid4().hex[:6]}"
+    return keys, {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
+
+
 def takeover(bootstrap: str, *, static: bool) -> float | None:
     """Two workers share the input; one is killed (``kill -9``, not restarted). Seconds until every input partition
     is committed again by the ingest group, that is until the survivor took over the dead worker's partitions."""
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        keys = tmp / "keyring.json"
-        write_keyring(generate_keyring(), keys)
-        base = f"tko{uuid.uuid4().hex[:6]}"
-        topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
+        keys, topics = _fresh_run(tmp, "tko")
         envs = [worker_env(bootstrap, topics, keys, tmp / f"data-{i}") for i in (0, 1)]
         for i, env in enumerate(envs):  # each its own metrics port (worker_env picks a free one) and state folder
             env["PSEUDO_PARTITIONS"] = "4"
@@ -191,10 +190,7 @@ def measure(bootstrap: str, *, kills: int, pause_s: float, static: bool, rng: ra
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        keys = tmp / "keyring.json"
-        write_keyring(generate_keyring(), keys)
-        base = f"rec{uuid.uuid4().hex[:6]}"
-        topics = {n: f"{base}.{n}" for n in ("input", "analytics", "abuse", "quarantine", "aggregates")}
+        keys, topics = _fresh_run(tmp, "rec")
         env = worker_env(bootstrap, topics, keys, tmp / "data")
         if static:
             env["PSEUDO_GROUP_INSTANCE_ID"] = "worker-0"

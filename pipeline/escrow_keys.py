@@ -8,9 +8,9 @@ of it is what makes its tokens irreversible.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
+from pipeline.keystore import read_private_file
 from transforms.errors import KeyringError
 from transforms.escrow import EscrowPrivateKey, dump_escrow_private_key, parse_escrow_private_key
 
@@ -37,13 +37,4 @@ def write_escrow_private_key(key: EscrowPrivateKey, path: Path) -> None:
 
 def read_escrow_private_key(path: Path) -> EscrowPrivateKey:
     """Read and validate one private key file; refuse one that group or others may read (as the keyring)."""
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyringError(f"escrow private key file not found: {path}") from None
-    except PermissionError:
-        raise KeyringError(f"escrow private key file not readable: {path}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyringError(f"escrow private key file {path} is accessible by group/others; run: chmod 600 {path}")
-    return parse_escrow_private_key(data)
+    return parse_escrow_private_key(read_private_file(path, "escrow private key"))

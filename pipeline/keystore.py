@@ -45,17 +45,22 @@ def write_keyring(keyring: Keyring, path: Path, *, overwrite: bool = False) -> N
         raise
 
 
-def read_keyring_file(path: Path) -> Keyring:
+def read_private_file(path: Path, what: str) -> bytes:
+    """The bytes of a key file (``what`` names it in errors), refused when group or others may access it."""
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        raise KeyringError(f"keyring file not found: {path}") from None
+        raise KeyringError(f"{what} file not found: {path}") from None
     except PermissionError:
-        raise KeyringError(f"keyring file not readable: {path}") from None
+        raise KeyringError(f"{what} file not readable: {path}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyringError(f"keyring file {path} is accessible by group/others; run: chmod 600 {path}")
-    return parse_keyring(data)
+        raise KeyringError(f"{what} file {path} is accessible by group/others; run: chmod 600 {path}")
+    return data
+
+
+def read_keyring_file(path: Path) -> Keyring:
+    return parse_keyring(read_private_file(path, "keyring"))
 
 
 def load_keyring(settings: Settings, path: Path | None = None) -> Keyring:
