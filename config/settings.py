@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from transforms.errors import ConfigError
 
@@ -25,6 +34,9 @@ class TopicSpec(BaseModel):
     partitions: int = Field(ge=1, le=1024)
     retention_ms: int = Field(ge=-1)
     compacted: bool = False  # keep the latest value per key (progress records) instead of deleting by age
+    # None: the cluster's default.replication.factor, and the broker's min.insync.replicas (pipeline/topics.py).
+    replication_factor: int | None = Field(None, ge=1, le=32)
+    min_insync_replicas: int | None = Field(None, ge=1, le=32)
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -98,6 +110,11 @@ class Settings(BaseModel):
     quarantine_topic: str = "logs.quarantine"
     aggregates_topic: str = "logs.analytics.aggregates"
     partitions: int = Field(4, ge=1, le=1024)
+    # Replication of the topics the worker creates (existing ones are left as they are): unset takes the cluster's
+    # default.replication.factor; more than the brokers that are up stops the creation naming the setting. A
+    # min.insync.replicas topic config when set (unset: the broker's): with acks=all, a write needs that many copies.
+    replication_factor: int | None = Field(None, ge=1, le=32)
+    min_insync_replicas: int | None = Field(None, ge=1, le=32)
     # The k-anonymous release generalizes the units of each release partition together: one partition (the
     # default) sees every unit, so its classes are the finest; more spread the release over processes, each
     # with fewer units to share profiles with (coarser values, more suppressed). Held rows are kept long enough
@@ -123,6 +140,18 @@ class Settings(BaseModel):
     store: str = Field("rocksdb://", pattern=r"^(rocksdb|memory)://$")
     observation_retention_days: float = Field(1, gt=0)
     detector_expire_interval_s: float = Field(60.0, gt=0)  # how often drained detector state is dropped
+    # Event time across partitions (transforms/event_time.py; README "Delivery and recovery"). The detector applies
+    # each subject's observations in event-time order once the watermark (the slowest input partition's event time
+    # less event_time_disorder_s) has passed them; the ingest pauses partitions read more than align_max_ahead_s
+    # ahead of the slowest (0: never); a partition at its log end for partition_idle_s, or a silent writer, stops
+    # holding event time back. A subject buffers at most detector_max_buffered observations (the oldest are then
+    # applied early), and keeps its applied input positions for detector_replay_horizon_s of event time after
+    # everything else of it is gone, so that a replay is still recognised.
+    event_time_disorder_s: float = Field(5.0, ge=0, le=3600)
+    align_max_ahead_s: float = Field(60.0, ge=0)
+    partition_idle_s: float = Field(5.0, gt=0, le=300)
+    detector_max_buffered: int = Field(10_000, ge=1, le=1_000_000)
+    detector_replay_horizon_s: float = Field(3600.0, ge=0)
     # Standby copies of the detector table on other workers (faust's default is 1): each one replays another
     # worker's changelog all the time. 0 by default: a worker taking over partitions then restores their
     # state from the changelog first (README "Performance" has the measured cost of a standby).
@@ -165,6 +194,17 @@ class Settings(BaseModel):
     audit_to_kafka: bool = True
     audit_timeout_s: float = Field(30.0, gt=0, le=600)  # per Kafka call; then the tool stops, releasing nothing
     kafka: KafkaConnection = KafkaConnection()  # PSEUDO_KAFKA_*: TLS and SASL of every client
+
+    @field_validator("min_insync_replicas")
+    @classmethod
+    def _at_most_the_replicas(cls, value: int | None, info: ValidationInfo) -> int | None:
+        replication = info.data.get("replication_factor")
+        if value is not None and replication is not None and value > replication:
+            # Every acks=all write would fail with NOT_ENOUGH_REPLICAS.
+            raise ValueError(
+                f"PSEUDO_MIN_INSYNC_REPLICAS: {value} is more than PSEUDO_REPLICATION_FACTOR {replication}"
+            )
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -212,7 +252,7 @@ class Settings(BaseModel):
 
     def topic_specs(self) -> list[TopicSpec]:
         def spec(name: str, days: float) -> TopicSpec:
-            return TopicSpec(name=name, partitions=self.partitions, retention_ms=int(days * DAY_MS))
+            return TopicSpec(name=name, partitions=self.partitions, retention_ms=int(days * DAY_MS), **self._replicas)
 
         return [
             spec(self.input_topic, self.input_retention_days),
@@ -225,9 +265,16 @@ class Settings(BaseModel):
                 name=self.release_topic,
                 partitions=self.release_partitions,
                 retention_ms=int(self.release_retention_days * DAY_MS),
+                **self._replicas,
             ),
-            TopicSpec(name=self.release_progress_topic, partitions=1, retention_ms=-1, compacted=True),
+            TopicSpec(
+                name=self.release_progress_topic, partitions=1, retention_ms=-1, compacted=True, **self._replicas
+            ),
         ]
+
+    @property
+    def _replicas(self) -> dict[str, int | None]:
+        return {"replication_factor": self.replication_factor, "min_insync_replicas": self.min_insync_replicas}
 
     @property
     def compression_type(self) -> str | None:

@@ -106,6 +106,8 @@ def batch_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         settings,
         client_id=client_id,
         acks="all",
+        # A send retried after a leader change (a broker of the cluster lost) must not write its batch twice.
+        enable_idempotence=True,
         compression_type=settings.compression_type,
         # Outputs arrive as whole record batches (send_batch): lingering would only hold them back.
         linger_ms=0,

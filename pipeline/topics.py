@@ -1,4 +1,4 @@
-"""Creates missing topics with their partition counts and per-purpose retention.
+"""Creates missing topics with their partition counts, replication factor and per-purpose retention.
 
 The broker runs with ``auto.create.topics.enable=false`` (as production brokers should): a typo in a
 topic name must fail loudly, not create a stray topic that silently collects personal data. The flip side:
@@ -73,16 +73,13 @@ async def ensure_topics(
         missing = [s for s in specs if s.name not in existing]
         if not missing:
             return []
-        replication = await _default_replication_factor(admin)
+        replication = await _replication_factors(admin, bootstrap, missing)
         new = [
             NewTopic(
                 name=s.name,
                 num_partitions=s.partitions,
-                replication_factor=replication,
-                topic_configs={
-                    "retention.ms": str(s.retention_ms),
-                    "cleanup.policy": "compact" if s.compacted else "delete",
-                },
+                replication_factor=replication[s.name],
+                topic_configs=topic_configs(s),
             )
             for s in missing
         ]
@@ -93,20 +90,75 @@ async def ensure_topics(
         await _wait_until_listed(admin, [s.name for s in missing])
         for s in missing:
             if s.name in created:
-                log.info("topic %s created: %d partitions, retention %d ms", s.name, s.partitions, s.retention_ms)
+                log.info(
+                    "topic %s created: %d partitions, replication factor %d, retention %d ms",
+                    s.name,
+                    s.partitions,
+                    replication[s.name],
+                    s.retention_ms,
+                )
         return [s.name for s in missing if s.name in created]
     finally:
         await admin.close()
 
 
-async def _default_replication_factor(admin: AIOKafkaAdminClient) -> int:
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    """The topic configs a created topic gets: retention, cleanup policy, and min.insync.replicas when set."""
+    configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": "compact" if spec.compacted else "delete"}
+    if spec.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(spec.min_insync_replicas)
+    return configs
+
+
+def replication_problem(spec: TopicSpec, factor: int, brokers: int, *, default: bool) -> str | None:
+    """Why ``spec`` cannot be created with ``factor`` copies on a cluster of ``brokers`` live brokers, or None.
+
+    ``default``: the factor is the cluster's default.replication.factor, not PSEUDO_REPLICATION_FACTOR. Kafka
+    would refuse the first case itself (INVALID_REPLICATION_FACTOR), without saying which setting to change; it
+    accepts the second, and every acks=all write to the topic would then fail with NOT_ENOUGH_REPLICAS.
+    """
+    source = "the cluster's default.replication.factor" if default else "PSEUDO_REPLICATION_FACTOR"
+    if factor > brokers:
+        return (
+            f"{source} is {factor}, more than the {brokers} broker(s) that are up: set PSEUDO_REPLICATION_FACTOR "
+            f"to at most {brokers}, or start the missing brokers"
+        )
+    if spec.min_insync_replicas is not None and spec.min_insync_replicas > factor:
+        return (
+            f"PSEUDO_MIN_INSYNC_REPLICAS is {spec.min_insync_replicas}, more than the replication factor {factor} "
+            f"({source}): no write with acks=all could succeed"
+        )
+    return None
+
+
+async def _replication_factors(admin: AIOKafkaAdminClient, bootstrap: str, specs: list[TopicSpec]) -> dict[str, int]:
+    """Each topic's replication factor: its spec's (PSEUDO_REPLICATION_FACTOR), else the cluster's default."""
+    cluster = await admin.describe_cluster()
+    brokers = sorted(int(b["node_id"]) for b in cluster["brokers"])
+    default = None
+    if any(s.replication_factor is None for s in specs):
+        default = await _default_replication_factor(admin, brokers[0])
+    factors = {}
+    problems = []
+    for spec in specs:
+        factor = spec.replication_factor if spec.replication_factor is not None else default
+        assert factor is not None  # read above whenever a spec has none
+        problem = replication_problem(spec, factor, len(brokers), default=spec.replication_factor is None)
+        if problem is not None and problem not in problems:
+            problems.append(problem)
+        factors[spec.name] = factor
+    if problems:
+        raise ConfigError(f"cannot create topics on {bootstrap}: {'; '.join(problems)}")
+    return factors
+
+
+async def _default_replication_factor(admin: AIOKafkaAdminClient, node_id: int) -> int:
     """The cluster's ``default.replication.factor``, as a topic created by the broker itself would get.
 
     CreateTopics can ask for "the broker's default" (-1) only from protocol version 4, which aiokafka lacks
     (its ``NewTopic`` refuses -1), so the value is read from a broker's configuration instead.
     """
-    cluster = await admin.describe_cluster()
-    broker = str(min(b["node_id"] for b in cluster["brokers"]))
+    broker = str(node_id)
     wanted = ConfigResource(ConfigResourceType.BROKER, broker, {"default.replication.factor": None})
     for response in await admin.describe_configs([wanted]):
         for code, message, _type, _name, entries in response.resources:
