@@ -36,7 +36,9 @@ from transforms.hierarchy import HIERARCHIES, Hierarchy
 LINK_FIELDS = frozenset({"client.pseudonym", "client.visitor", "user"})
 # Released as one value although they are objects: their keys are generalized together.
 COMPOUND_FIELDS = frozenset({"geo", "user_agent", "http.url"})
-NOT_RELEASED_DATA = frozenset({"schema"})
+# Not data about anyone: the schema, and the event id (a keyed hash of one input position, unique per record by
+# design: as a quasi-identifier it would make every record "unique" and every profile k = 1).
+NOT_RELEASED_DATA = frozenset({"schema", "event_id"})
 # Histogram buckets of k: (label, lowest k in the bucket).
 K_BUCKETS = (("1", 1), ("2", 2), ("3-4", 3), ("5-9", 5), ("10-19", 10), ("20+", 20))
 # Buckets of the abuse join's candidate counts.

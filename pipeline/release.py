@@ -35,6 +35,7 @@ from pipeline import kafka_clients
 from pipeline.ingest import PollOutputs
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, closed_window_messages, topic_names
+from transforms.event_id import EventIds
 from transforms.release import AggregateParams, ClosedWindow, ReleaseParams, ReleaseRow, ReleaseStage
 
 log = logging.getLogger("pseudonymizer.release")
@@ -96,10 +97,15 @@ class ReleaseService(Service):
         release: ReleaseParams,
         aggregates: AggregateParams,
         counters: RouteCounters,
+        *,
+        event_ids: EventIds | None = None,
         **kwargs: Any,
     ) -> None:
+        """``event_ids``: the runtime's (``Runtime.event_ids``), for the aggregate rows' ids; released analytics
+        records carry the ids their rows hold whatever it is."""
         super().__init__(**kwargs)
         self._settings = settings
+        self._event_ids = event_ids
         self._release = release
         self._aggregate_params = aggregates
         self._counters = counters
@@ -179,7 +185,9 @@ class ReleaseService(Service):
     async def _open_partition(self, p: int) -> _Partition:
         """A partition's windows, resumed where the progress topic says its releases stopped."""
         known = (await self._read_progress()).get(p)
-        partition = _Partition(ReleaseStage(self._release, self._aggregate_params))
+        # The partition scopes the aggregate ids: each release partition counts its own rows of a window and cell.
+        stage = ReleaseStage(self._release, self._aggregate_params, event_ids=self._event_ids, scope=p)
+        partition = _Partition(stage)
         if known is not None:
             partition.stage.restore(known.closed_through, known.aggregates_closed)
             partition.replay_until = known.offset

@@ -9,22 +9,29 @@ parsing, transforms, signals, output building and serialization all happen insid
 them raises turns that one record into a quarantine envelope with a reason code, and the caller goes on
 with the rest of its poll or file. A poison record is therefore written (to quarantine) and committed
 like any other: it can never be re-read forever.
+
+It is also where each output record gets its ``event_id`` (:mod:`transforms.event_id`): a keyed hash of the
+output's name (:class:`Output`: the same in every deployment, where topic names differ), the source position and
+the record's index among that input's outputs of its kind. A release row carries the id its analytics record will
+be released with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
 from config.settings import Settings
 from transforms.errors import Reason
+from transforms.event_id import EventIds
 from transforms.process import Outcome, Route
 from transforms.quarantine import QuarantineSealer, quarantine_record
-from transforms.release import ClosedWindow
+from transforms.release import ClosedWindow, ReleaseRow
 
 
 class Output(StrEnum):
@@ -88,33 +95,78 @@ class RoutedRecord:
 
 
 def route_record(
-    process: Callable[[bytes, datetime], Outcome], payload: bytes, source: Source, sealer: QuarantineSealer
+    process: Callable[[bytes, datetime], Outcome],
+    payload: bytes,
+    source: Source,
+    sealer: QuarantineSealer,
+    event_ids: EventIds | None = None,
 ) -> RoutedRecord:
-    """Process, build and serialize every output of one record, failing closed to a quarantine envelope."""
+    """Process, build and serialize every output of one record, failing closed to a quarantine envelope.
+
+    ``event_ids`` (the runtime's, built from the keyring) gives every analytics, abuse and quarantine record and
+    every release row its ``event_id``. None leaves them without one: for tests and benchmarks that need no ids;
+    the stream worker and the file mode pass the runtime's.
+    """
     dumps = orjson.dumps
     try:
         outcome = process(payload, source.ingest)
         if outcome.release_rows:
             # Held for the k-anonymous release: keyed by the unit, so one unit's rows meet in one partition.
+            # Each row holds the id of the analytics record it may become.
             messages: list[Message] = [
-                (Output.RELEASE, row.unit.encode() if row.unit else None, row.to_bytes())
-                for row in outcome.release_rows
+                (Output.RELEASE, row.unit.encode() if row.unit else None, _row_with_id(row, event_ids, source, i))
+                for i, row in enumerate(outcome.release_rows)
             ]
         else:
-            messages = [(Output.ANALYTICS, None, dumps(record)) for record in outcome.analytics]
-        for record in outcome.abuse:
+            messages = [
+                (Output.ANALYTICS, None, dumps(_with_id(record, event_ids, Output.ANALYTICS, source, i)))
+                for i, record in enumerate(outcome.analytics)
+            ]
+        for i, record in enumerate(outcome.abuse):
             # Keyed by the security pseudonym: one subject's events stay ordered in one partition.
-            messages.append((Output.ABUSE, record["subject"].encode(), dumps(record)))
+            messages.append(
+                (Output.ABUSE, record["subject"].encode(), dumps(_with_id(record, event_ids, Output.ABUSE, source, i)))
+            )
         if outcome.route is Route.QUARANTINE:
-            messages.append(_quarantine_message(outcome, payload, source, sealer))
+            messages.append(_quarantine_message(outcome, payload, source, sealer, event_ids))
         rows = [(observation.subject, dumps(observation.to_row())) for observation in outcome.observations]
     except Exception:  # fail closed: whatever the record did, it leaves as a sealed quarantine envelope
         outcome = Outcome(Route.QUARANTINE, Reason.TRANSFORM_FAILED.value)
-        return RoutedRecord(outcome, [_quarantine_message(outcome, payload, source, sealer)], [])
+        return RoutedRecord(outcome, [_quarantine_message(outcome, payload, source, sealer, event_ids)], [])
     return RoutedRecord(outcome, messages, rows)
 
 
-def _quarantine_message(outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer) -> Message:
+def alert_with_id(alert: dict[str, Any], event_ids: EventIds) -> dict[str, Any]:
+    """A detector alert (``kind: "alert"``) with its ``event_id``: a keyed hash of its rule, subject and time.
+
+    Alerts come from no single input position, so their id names the alert itself: the detector raises the same
+    alert again on a replay (at most one per rule and subject per quiet period), with the same id. For the stream's
+    detector (pipeline/app.py) and the file mode alike.
+    """
+    return {**alert, "event_id": event_ids.alert(alert["rule"], alert["subject"], alert["time"])}
+
+
+def _id(event_ids: EventIds, output: Output, source: Source, index: int) -> str:
+    return event_ids.record(output.value, source.topic, source.partition, source.offset, index)
+
+
+def _with_id(
+    record: dict[str, object], event_ids: EventIds | None, output: Output, source: Source, index: int
+) -> dict[str, object]:
+    # A copy: the outcome's records stay as the processor built them (tests and the fuzz harness read them).
+    return record if event_ids is None else {**record, "event_id": _id(event_ids, output, source, index)}
+
+
+def _row_with_id(row: ReleaseRow, event_ids: EventIds | None, source: Source, index: int) -> bytes:
+    # The id of the analytics record the row may be released as: released records count as analytics outputs.
+    if event_ids is not None:
+        row = replace(row, event_id=_id(event_ids, Output.ANALYTICS, source, index))
+    return row.to_bytes()
+
+
+def _quarantine_message(
+    outcome: Outcome, payload: bytes, source: Source, sealer: QuarantineSealer, event_ids: EventIds | None
+) -> Message:
     envelope = quarantine_record(
         reason=outcome.reason or Reason.TRANSFORM_FAILED.value,
         field=outcome.field,
@@ -125,6 +177,8 @@ def _quarantine_message(outcome: Outcome, payload: bytes, source: Source, sealer
         payload=payload,
         sealer=sealer,
     )
+    if event_ids is not None:
+        envelope["event_id"] = _id(event_ids, Output.QUARANTINE, source, 0)  # one envelope per input at most
     return Output.QUARANTINE, None, orjson.dumps(envelope)
 
 

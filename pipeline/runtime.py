@@ -13,6 +13,7 @@ from config import load_policy
 from config.settings import Settings
 from pipeline.keystore import load_keyring
 from transforms.detect import Detector
+from transforms.event_id import EventIds
 from transforms.geo import GeoLocator
 from transforms.keyring import Keyring
 from transforms.policy import Policy
@@ -31,6 +32,7 @@ class Runtime:
     processor: RecordProcessor
     sealer: QuarantineSealer
     detector: Detector | None  # None when the policy disables stateful detection
+    event_ids: EventIds  # every output record's event_id (pipeline/routing.py, the release, the detector's alerts)
 
 
 def open_geo(settings: Settings, policy: Policy) -> GeoLocator | None:
@@ -58,4 +60,5 @@ def build_runtime(settings: Settings, *, keys_path: Path | None = None, policy_p
     sealer = QuarantineSealer(keyring.quarantine_key())
     detector = Detector.build(policy.detection) if policy.detection.enabled else None
     log.info("keys: keyring %s loaded (secret material not shown)", keyring.id)
-    return Runtime(settings, policy, keyring, geo, processor, sealer, detector)
+    event_ids = EventIds(keyring.event_id_key_material())
+    return Runtime(settings, policy, keyring, geo, processor, sealer, detector, event_ids)

@@ -18,6 +18,13 @@ Design (why it looks like this):
 * Quarantined payloads are sealed with AES-256-GCM under separate random keys (not derived from the
   chains), so a quarantine key holder learns nothing about pseudonyms and vice versa. The newest quarantine
   key seals; older ones only open, until destroyed (``keys quarantine-rotate`` / ``quarantine-destroy``).
+* Event ids (``transforms.event_id``) have a key of their own, ``event_id_key``, that never rotates: a replay
+  after the pseudonym keys moved on must write the same ids. ``keys generate`` derives it from the master with
+  HKDF like the chains. A keyring written before event ids existed has none: it is derived, when the keyring is
+  read, from the security chain's stored state with HKDF (its own ``info``, so it reveals nothing about the
+  chain), which every worker sharing the file derives alike. The next write of the file (``keys prune``, any
+  ``*-rotate`` or ``*-destroy``) stores that derived key, so a prune that advances the security chain afterwards
+  changes no id.
 * Escrow: the keyring holds only the *public* half of each escrow key pair (and its tag key), so a worker
   can seal escrow tokens but not open them (``transforms.escrow``). Legacy ``e1`` escrow keys (symmetric) may
   remain in ``escrow_keys`` to open old tokens during a transition; nothing seals with them any more.
@@ -34,7 +41,7 @@ import os
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -121,6 +128,24 @@ class Keyring(_Frozen):
     escrow_keys: list[EscrowKey] = Field(default_factory=list)
     # Optional: escrow is off without them. Newest last; it seals (public half + tag key only).
     escrow_public_keys: list[EscrowPublicKey] = Field(default_factory=list)
+    # Keys event ids (transforms.event_id); never rotates. Filled from the security chain when absent (see above).
+    event_id_key: SecretStr
+
+    @model_validator(mode="before")
+    @classmethod
+    def _event_id_key_of_older_keyrings(cls, data: Any) -> Any:
+        # A keyring from before event ids: derive its key, as every reader of the same file will. When the
+        # keyring is malformed, leave it: validation then names what is wrong.
+        if not isinstance(data, dict) or data.get("event_id_key") is not None:
+            return data
+        derived = _event_id_key_from_security_chain(data)
+        return data if derived is None else {**data, "event_id_key": derived}
+
+    @field_validator("event_id_key")
+    @classmethod
+    def _is_event_id_key(cls, value: SecretStr) -> SecretStr:
+        _unb64(value.get_secret_value(), "event id key")
+        return value
 
     @field_validator("quarantine_keys")
     @classmethod
@@ -147,6 +172,10 @@ class Keyring(_Frozen):
             raise ValueError(f"missing key chain for purpose(s): {', '.join(missing)}")
         return value
 
+    def event_id_key_material(self) -> bytes:
+        """The key of ``transforms.event_id.EventIds``."""
+        return _unb64(self.event_id_key.get_secret_value(), "event id key")
+
     def quarantine_key(self, key_id: str | None = None) -> SymmetricKey:
         """The newest quarantine key, or the one named ``key_id``."""
         if key_id is None:
@@ -155,6 +184,29 @@ class Keyring(_Frozen):
             if key.id == key_id:
                 return key
         raise KeyringError(f"keyring: no quarantine key with id {key_id!r}")
+
+
+def _hkdf(secret: bytes, salt: str, info: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt.encode(), info=info.encode()).derive(secret)
+
+
+def _event_id_key_from_security_chain(data: dict[str, Any]) -> str | None:
+    """The event-id key (base64url) of a keyring written without one, from its security chain's stored state.
+
+    None when the keyring is too malformed to derive it. A plain string, as the field is read from JSON.
+    """
+    keyring_id, chains = data.get("id"), data.get("chains")
+    security = chains.get(Purpose.SECURITY.value) if isinstance(chains, dict) else None
+    secret = security.get("secret") if isinstance(security, dict) else getattr(security, "secret", None)
+    if isinstance(secret, SecretStr):
+        secret = secret.get_secret_value()
+    if not isinstance(keyring_id, str) or not isinstance(secret, str):
+        return None
+    try:
+        state = _unb64(secret, "chain secret")
+    except KeyringError:
+        return None
+    return _b64(_hkdf(state, keyring_id, "pseudonymizer/v1/event-id/from-security-chain"))
 
 
 def generate_quarantine_key(now: datetime | None = None) -> SymmetricKey:
@@ -183,14 +235,10 @@ def generate_keyring(
     master = os.urandom(KEY_BYTES)
     chains = {}
     for purpose, period in periods.items():
-        root = HKDF(
-            algorithm=hashes.SHA256(),
-            length=KEY_BYTES,
-            salt=keyring_id.encode(),
-            info=f"pseudonymizer/v1/chain/{purpose.value}".encode(),
-        ).derive(master)
+        root = _hkdf(master, keyring_id, f"pseudonymizer/v1/chain/{purpose.value}")
         first_epoch = int(valid_from.timestamp()) // period
         chains[purpose] = PurposeChain(period_s=period, epoch=first_epoch, secret=SecretStr(_b64(root)))
+    event_id_key = SecretStr(_b64(_hkdf(master, keyring_id, "pseudonymizer/v1/event-id")))
     del master  # deliberately never stored: see the module docstring
     return Keyring(
         format=KEYRING_FORMAT,
@@ -199,6 +247,7 @@ def generate_keyring(
         chains=chains,
         quarantine_keys=[generate_quarantine_key(now)],
         escrow_public_keys=[escrow] if escrow is not None else [],
+        event_id_key=event_id_key,
     )
 
 
@@ -222,6 +271,7 @@ def dump_keyring(keyring: Keyring) -> bytes:
         payload["escrow_keys"][index]["secret"] = escrow_key.secret.get_secret_value()
     for index, public_key in enumerate(keyring.escrow_public_keys):
         payload["escrow_public_keys"][index]["tag_key"] = public_key.tag_key.get_secret_value()
+    payload["event_id_key"] = keyring.event_id_key.get_secret_value()
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
 
 

@@ -20,6 +20,11 @@ paths, times) re-linked 90 % of returning visitors across days and singled out m
   pageviews and distinct daily visitors in total and per dimension, cells below k distinct visitors suppressed;
   optionally with differential privacy (``analytics.aggregates.dp``: bounding and noise, :mod:`transforms.noise`).
 
+**Event ids.** Each released record carries the ``event_id`` of the row it stands for (``ReleaseRow.event_id``,
+given by the routing): one opaque keyed hash of one input position per record, so it links nothing within or
+across windows. Records of one unit that release identically are ordered by id, not by arrival. Aggregate rows get
+an id of what they are (the stage's ``scope``, the window and the cell) under the same key.
+
 Windows are closed by event time: a window ``[start, end)`` closes when the stage has seen a record at or
 after ``end + max_delay_s`` (or when the caller closes it: end of input in the file mode, an idle input in the
 stream). A record that arrives for a closed release window is *late*: it is counted in ``late`` and in the
@@ -28,7 +33,7 @@ suppressed records, never released on its own.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +42,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from transforms.event_id import EventIds
 from transforms.hierarchy import HIERARCHIES, Hierarchy
 from transforms.noise import DifferentialPrivacy, SetNoise, add_noise, bound_contributions, build_window_noise
 
@@ -133,9 +139,15 @@ class ReleaseRow:
     visitor: str  # the *daily* visitor pseudonym: counted in aggregates, never released
     time: float  # event time, Unix seconds
     unit: str | None = None  # the unit's pseudonym: the stream keys the row by it (one unit, one partition)
+    # The id the released analytics record carries (transforms.event_id; set by the routing). None: a row written
+    # before event ids existed, released without one.
+    event_id: str | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"r": self.record, "v": self.visitor, "t": self.time})
+        row: dict[str, Any] = {"r": self.record, "v": self.visitor, "t": self.time}
+        if self.event_id is not None:
+            row["e"] = self.event_id
+        return orjson.dumps(row)
 
     @classmethod
     def from_bytes(cls, value: bytes) -> ReleaseRow:
@@ -145,7 +157,10 @@ class ReleaseRow:
         time = row.get("t")
         if not isinstance(time, int | float) or not 0 <= time < 1e11:
             raise ValueError("release row: time out of range")
-        return cls(row["r"], row["v"], float(time))
+        event_id = row.get("e")
+        if event_id is not None and not isinstance(event_id, str):
+            raise ValueError("release row: event id is not a string")
+        return cls(row["r"], row["v"], float(time), event_id=event_id)
 
     @classmethod
     def of(cls, record: dict[str, Any], visitor: str, time: float, unit_field: str) -> ReleaseRow:
@@ -195,7 +210,8 @@ def _iso(unix: float) -> str:
 class _Unit:
     refs: list[Any]  # each quasi-identifier's value in the unit's first record
     levels: list[int]  # each quasi-identifier's finest level at which all the unit's records agree
-    variants: Counter[bytes] = field(default_factory=Counter)  # (other links, non-QI values) -> records
+    # (other links, non-QI values) -> the event id of each of the unit's records with them
+    variants: dict[bytes, list[str | None]] = field(default_factory=dict)
     records: int = 0
 
 
@@ -251,11 +267,20 @@ _DIMENSION_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 class ReleaseStage:
-    """The windows of one stream partition (or of the whole input in the file mode). Build once, feed rows."""
+    """The windows of one stream partition (or of the whole input in the file mode). Build once, feed rows.
 
-    def __init__(self, release: ReleaseParams, aggregates: AggregateParams) -> None:
+    ``event_ids`` keys the aggregate rows' ids, ``scope`` tells apart the stages whose aggregates could share a
+    window and cell (the stream's release partition; the file mode's one stage is 0, as the stream's only
+    partition by default). Without ``event_ids`` aggregate rows carry no id.
+    """
+
+    def __init__(
+        self, release: ReleaseParams, aggregates: AggregateParams, *, event_ids: EventIds | None = None, scope: int = 0
+    ) -> None:
         self.params = release
         self.aggregate_params = aggregates
+        self._event_ids = event_ids
+        self._scope = scope
         self._qi: list[tuple[str, tuple[str, ...], Hierarchy]] = [
             (name, tuple(name.split(".")), HIERARCHIES[h]) for name, h in release.quasi_identifiers.items()
         ]
@@ -305,10 +330,10 @@ class ReleaseStage:
         window = self._release.get(start)
         if window is None:
             window = self._release[start] = _ReleaseWindow(start, start + size)
-        self._add_to_window(window, row.record)
+        self._add_to_window(window, row.record, row.event_id)
         return True
 
-    def _add_to_window(self, window: _ReleaseWindow, record: dict[str, Any]) -> None:
+    def _add_to_window(self, window: _ReleaseWindow, record: dict[str, Any], event_id: str | None) -> None:
         unit_value = self._unit_getter(record)
         key = unit_value if isinstance(unit_value, str) else "\x00none"
         values = [get(record) for get in self._qi_getters]
@@ -325,7 +350,12 @@ class ReleaseStage:
                 while level < hierarchy.top and gen(ref, level) != gen(value, level):
                     level += 1
                 levels[i] = level
-        unit.variants[orjson.dumps([get(record) for get in self._variant_getters])] += 1
+        variant = orjson.dumps([get(record) for get in self._variant_getters])
+        ids = unit.variants.get(variant)
+        if ids is None:
+            unit.variants[variant] = [event_id]
+        else:
+            ids.append(event_id)
         unit.records += 1
 
     def _count(self, row: ReleaseRow, due: float) -> None:
@@ -513,12 +543,14 @@ class ReleaseStage:
                     _put(base, path, orjson.loads(value))
                 if unit_id != "\x00none":
                     _put(base, self._unit_path, unit_id)
-                for variant_bytes, count in sorted(unit.variants.items()):
+                for variant_bytes, ids in sorted(unit.variants.items()):
                     record = orjson.loads(orjson.dumps(base))  # an independent copy per variant
                     for path, value in zip(self._variant_paths, orjson.loads(variant_bytes), strict=True):
                         _put(record, path, value)
-                    released.extend(record for _ in range(count))
-                    released_count += count
+                    # The records of a variant differ only by id: ordered by it, so arrival order shows nowhere.
+                    for event_id in sorted(ids, key=_id_order):
+                        released.append(record if event_id is None else {**record, "event_id": event_id})
+                    released_count += len(ids)
         stats = WindowStats(
             start=window.start,
             end=window.end,
@@ -562,8 +594,15 @@ class ReleaseStage:
             }
             if noise is not None:
                 row["noise"] = noise[index].describe()
+            if self._event_ids is not None:
+                # What the row is, not what it counts: a window released twice (noisy or not) has the same ids.
+                row["event_id"] = self._event_ids.aggregate(self._scope, span["start"], span["end"], row["dimensions"])
             rows.append(row)
         return ClosedWindow("aggregates", rows)
+
+
+def _id_order(event_id: str | None) -> str:
+    return event_id or ""
 
 
 def _cell_order(item: tuple[tuple[int, tuple[Any, ...]], Any]) -> tuple[int, bytes]:

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import load_policy
-from pipeline.routing import Output, Source, observation_batch, route_record
+from pipeline.routing import Output, Source, alert_with_id, observation_batch, route_record
 from tests.transforms.keyfixtures import fixed_keyring
+from transforms.event_id import EventIds
 from transforms.model import Observation
 from transforms.process import Outcome, RecordProcessor, Route
 from transforms.quarantine import QuarantineSealer, associated_data, unseal
@@ -113,3 +114,64 @@ def test_a_good_record_yields_its_messages_and_rows() -> None:
 def test_an_observation_batch_assembled_from_rows_is_the_json_of_the_groups(groups: dict[str, Any]) -> None:
     rows = {subject: [orjson.dumps(row) for row in group] for subject, group in groups.items()}
     assert orjson.loads(observation_batch(rows)) == groups
+
+
+# --- event ids ---------------------------------------------------------------------------------------------------
+
+IDS = EventIds(KEYRING.event_id_key_material())
+TWO_RULES = Outcome(
+    Route.ANALYTICS,
+    analytics=[{"schema": "analytics/1", "time": "2026-11-27T11:59:00Z"}],
+    abuse=[
+        {"schema": "abuse/1", "kind": "event", "rule": "http.sqli", "subject": "s-1"},
+        {"schema": "abuse/1", "kind": "event", "rule": "http.xss", "subject": "s-1"},
+    ],
+)
+
+
+def _ids(routed: Any) -> list[tuple[Output, str]]:
+    return [(output, orjson.loads(value)["event_id"]) for output, _, value in routed.messages]
+
+
+def test_every_output_record_carries_the_id_of_its_position_and_a_replay_repeats_it() -> None:
+    process = lambda raw, ingest: TWO_RULES  # noqa: E731
+    routed = route_record(process, GOOD, SOURCE, SEALER, IDS)
+    assert _ids(routed) == [
+        (Output.ANALYTICS, IDS.record("analytics", "logs.raw", 1, 7, 0)),
+        (Output.ABUSE, IDS.record("abuse", "logs.raw", 1, 7, 0)),
+        (Output.ABUSE, IDS.record("abuse", "logs.raw", 1, 7, 1)),  # the second rule's event: its own id
+    ]
+    assert len({event_id for _, event_id in _ids(routed)}) == 3
+    assert route_record(process, GOOD, SOURCE, SEALER, IDS).messages == routed.messages  # a replay: the same bytes
+    twin = route_record(process, GOOD, Source("logs.raw", 1, 8, INGEST), SEALER, IDS)  # the same line, next offset
+    assert {i for _, i in _ids(twin)}.isdisjoint(i for _, i in _ids(routed))
+    assert "event_id" not in TWO_RULES.analytics[0]  # the processor's records are left as they were
+
+
+def test_a_quarantined_record_carries_an_id_whatever_sent_it_there() -> None:
+    expected = IDS.record("quarantine", "logs.raw", 1, 7, 0)
+    refused = route_record(PROCESSOR, b"not a log line", SOURCE, SEALER, IDS)
+    assert _quarantined(refused)["event_id"] == expected
+
+    def explode(raw: bytes, ingest: datetime) -> Outcome:
+        raise RuntimeError("boom")
+
+    assert _quarantined(route_record(explode, GOOD, SOURCE, SEALER, IDS))["event_id"] == expected
+
+
+def test_a_release_row_carries_the_id_of_the_analytics_record_it_may_become() -> None:
+    routed = route_record(PROCESSOR, GOOD, SOURCE, SEALER, IDS)
+    ((output, _, value),) = routed.messages
+    assert output is Output.RELEASE
+    assert ReleaseRow.from_bytes(value).event_id == IDS.record("analytics", "logs.raw", 1, 7, 0)
+
+
+def test_without_event_ids_records_carry_none() -> None:
+    routed = route_record(lambda raw, ingest: TWO_RULES, GOOD, SOURCE, SEALER)
+    assert all("event_id" not in orjson.loads(value) for _, _, value in routed.messages)
+
+
+def test_an_alert_gets_the_id_of_its_rule_subject_and_time() -> None:
+    alert = {"schema": "abuse/1", "kind": "alert", "rule": "ssh.bruteforce", "subject": "s-1", "time": "T"}
+    assert alert_with_id(alert, IDS) == {**alert, "event_id": IDS.alert("ssh.bruteforce", "s-1", "T")}
+    assert "event_id" not in alert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter, defaultdict
 from typing import Any
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import load_policy
+from transforms.event_id import EventIds
 from transforms.noise import DifferentialPrivacy
 from transforms.release import AggregateParams, ReleaseParams, ReleaseRow, ReleaseStage, release_rows
 
@@ -318,3 +320,91 @@ def test_lateness_does_not_depend_on_how_often_windows_are_closed() -> None:
     per_line, per_poll = released(1), released(20)
     assert per_line == per_poll
     assert per_line[1] == 1  # the straggler is late, counted, in either
+
+
+# --- event ids (transforms/event_id.py) ------------------------------------------------------------------------------
+
+IDS = EventIds(bytes(range(32)))
+
+
+def _with_ids(rows: list[ReleaseRow]) -> list[ReleaseRow]:
+    """Each row with the id the routing gives it: a keyed hash of its (here made-up) input position."""
+    return [dataclasses.replace(row, event_id=IDS.record("analytics", "t", 0, i, 0)) for i, row in enumerate(rows)]
+
+
+def _without_id(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key != "event_id"}
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(unit_rows, st.sampled_from([2, 5]))
+def test_released_records_carry_their_rows_ids_once_and_nothing_else_changes(draw: list[Any], k: int) -> None:
+    release = RELEASE.model_copy(update={"k": k})
+    plain, plain_aggregates = _release(_rows(draw), release)
+    rows = _with_ids(_rows(draw))
+    windows, aggregates = _release(rows, release)
+    released = [record for window in windows for record in window.records]
+    ids = [record["event_id"] for record in released]
+    assert len(ids) == len(set(ids))  # one id per released record
+    assert set(ids) <= {row.event_id for row in rows}  # ... each the id of one row (of the units not suppressed)
+    # Stripped of its id, the release is what it was without ids: k and the profiles are untouched.
+    expected = Counter(orjson.dumps(r) for w in plain for r in w.records)
+    assert Counter(orjson.dumps(_without_id(r)) for r in released) == expected
+    assert [w.stats for w in windows] == [w.stats for w in plain]
+    assert [[_without_id(r) for r in w.records] for w in aggregates] == [w.records for w in plain_aggregates]
+
+
+def test_the_id_of_each_released_record_is_that_of_its_own_row() -> None:
+    draw = [(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(6)]
+    draw.append((3, 1, "DE", 0, "/docs/a", 200, 5, 600.0))  # unit 3's second record: another visitor, a variant
+    rows = _with_ids(_rows(draw))
+    windows, _ = _release(rows)
+    released = {record["event_id"]: record for window in windows for record in window.records}
+    assert set(released) == {row.event_id for row in rows}  # six units, k = 5: nothing suppressed
+    for row in rows:
+        record = released[row.event_id]
+        assert record["client"]["pseudonym"] == row.record["client"]["pseudonym"]
+        assert record["client"]["visitor"] == row.record["client"]["visitor"]
+
+
+def test_released_ids_and_their_order_do_not_depend_on_arrival_order() -> None:
+    rng = random.Random(3)
+    draw = [(rng.randrange(20), rng.randrange(2), "DE", 0, "/docs/a", 200, 5, rng.uniform(0, HOUR)) for _ in range(200)]
+    rows = _with_ids(_rows(draw))
+    shuffled = sorted(rows, key=lambda r: r.time + rng.uniform(0, 60))
+    first, _ = _release(rows)
+    again, _ = _release(shuffled)
+    assert [w.records for w in first] == [w.records for w in again]
+
+
+def test_rows_written_before_event_ids_are_released_without_one() -> None:
+    rows = _rows([(u, 0, "DE", 0, "/", 200, 5, 10.0 * u) for u in range(6)])
+    windows, _ = _release(rows)
+    assert all("event_id" not in record for window in windows for record in window.records)
+
+
+def test_a_release_row_keeps_its_id_through_its_bytes_and_refuses_one_that_is_not_text() -> None:
+    row = _with_ids(_rows([(1, 0, "DE", 0, "/", 200, 5, 10.0)]))[0]
+    assert ReleaseRow.from_bytes(row.to_bytes()).event_id == row.event_id
+    assert b'"e"' not in dataclasses.replace(row, event_id=None).to_bytes()
+    with pytest.raises(ValueError, match="event id"):
+        ReleaseRow.from_bytes(b'{"r": {}, "v": "x", "t": 1, "e": 7}')
+
+
+def _aggregate_ids(stage: ReleaseStage, rows: list[ReleaseRow]) -> list[str]:
+    return [row["event_id"] for row in _aggregate_rows(stage, rows)]
+
+
+def test_aggregate_rows_get_an_id_of_what_they_are() -> None:
+    rows = _rows([(u, 0, "DE", 0, "/docs/a", 200, 5, 60.0 * u) for u in range(8)])
+    ids = _aggregate_ids(ReleaseStage(RELEASE, AGGREGATES, event_ids=IDS), rows)
+    assert len(ids) == len(set(ids)) > 2  # hour and day totals and cells: each its own id
+    # A window released again (a restart before its progress was recorded) repeats its ids, noisy or exact.
+    assert _aggregate_ids(ReleaseStage(RELEASE, AGGREGATES, event_ids=IDS), rows) == ids
+    noisy = [_aggregate_ids(ReleaseStage(RELEASE, DP, event_ids=IDS), rows) for _ in range(2)]
+    assert noisy[0] == noisy[1]  # only the totals pass DP's threshold with eight visitors, both times
+    assert set(noisy[0]) <= set(ids)
+    # Another release partition counts other rows for the same window and cell: another id.
+    assert set(_aggregate_ids(ReleaseStage(RELEASE, AGGREGATES, event_ids=IDS, scope=1), rows)).isdisjoint(ids)
+    # Without the key, no id.
+    assert all("event_id" not in row for row in _aggregate_rows(ReleaseStage(RELEASE, AGGREGATES), rows))
