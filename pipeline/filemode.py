@@ -4,7 +4,9 @@ Writes ``analytics.jsonl``, ``abuse.jsonl``, ``quarantine.jsonl`` and ``summary.
 output folder, and ``aggregates.jsonl`` when the policy releases analytics through k-anonymous windows
 (the stream's release stage, pipeline/release.py, runs the same ``transforms.release.ReleaseStage``).
 Records are processed in order of arrival (file order, files in the order given); pseudonym epochs come
-from each record's event time, so the output equals the stream's for the same input and keyring.
+from each record's event time, so the output equals the stream's for the same input and keyring, except for
+``event_id``: a record's id hashes its source position, here (file name, 0, line number), in the stream (topic,
+partition, offset). Aggregate ids agree (they name the window and cell) while the stream has one release partition.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ def process_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     counters = RouteCounters()
     process, sealer, dumps, detector = runtime.processor, runtime.sealer, orjson.dumps, runtime.detector
+    event_ids = runtime.event_ids
     # The stream keeps detector state in a table keyed by subject; here a dict plays that part.
     states: dict[str, dict[str, Any]] = {}
     analytics_policy = runtime.policy.analytics
     stage = (
-        ReleaseStage(analytics_policy.release, analytics_policy.aggregates)
+        ReleaseStage(analytics_policy.release, analytics_policy.aggregates, event_ids=event_ids)
         if analytics_policy.release.enabled
         else None
     )
@@ -77,7 +80,7 @@ def process_files(
             if not line:
                 continue  # a blank line in a file is layout, not a record (a blank Kafka message is one)
             # The same guarded path as the stream: whatever the line does, it ends as outputs or in quarantine.
-            routed = route_record(process, line, Source(name, 0, number, ingest), sealer)
+            routed = route_record(process, line, Source(name, 0, number, ingest), sealer, event_ids)
             counters.count(routed.outcome)
             for output, _, value in routed.messages:
                 if output is Output.RELEASE and stage is not None:

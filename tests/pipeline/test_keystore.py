@@ -7,9 +7,11 @@ import os
 import stat
 from pathlib import Path
 
+import orjson
 import pytest
 
 from config.settings import Settings
+from pipeline.cli import main
 from pipeline.keystore import load_keyring, read_keyring_file, write_keyring
 from transforms.errors import KeyringError
 from transforms.keyring import Purpose, dump_keyring, generate_keyring
@@ -75,3 +77,26 @@ def test_keys_from_a_file_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="pseudonymizer"):
         load_keyring(Settings.from_env({"PSEUDO_KEYS_FILE": str(path)}))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_keys_generate_writes_an_event_id_key(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    assert main(["keys", "generate", "--out", str(path)]) == 0
+    stored = orjson.loads(path.read_bytes())["event_id_key"]
+    assert read_keyring_file(path).event_id_key.get_secret_value() == stored
+
+
+def test_an_older_keyring_file_keeps_its_event_ids_through_keys_prune(tmp_path: Path) -> None:
+    """A keyring from before event ids: its derived key is written into the file by the next rewrite, before the
+    prune advances the security chain it came from, so the ids of a replay stay as they were."""
+    payload = orjson.loads(dump_keyring(generate_keyring()))
+    del payload["event_id_key"]
+    path = tmp_path / "keyring.json"
+    path.write_bytes(orjson.dumps(payload))
+    path.chmod(0o600)
+    before = read_keyring_file(path).event_id_key_material()
+    assert main(["keys", "prune", "--keys", str(path), "--analytics-days", "1", "--security-days", "1"]) == 0
+    after = read_keyring_file(path)
+    assert after.chains[Purpose.SECURITY].secret.get_secret_value() != payload["chains"]["security"]["secret"]
+    assert "event_id_key" in orjson.loads(path.read_bytes())
+    assert after.event_id_key_material() == before
