@@ -129,3 +129,44 @@ def test_start_returns_while_a_left_over_process_holds_the_start_lock(broker: Br
     finally:
         holder.kill()
         holder.wait()
+
+
+def _script(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """kafka.sh without a broker behind it: commands that must refuse before they start anything."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    return subprocess.run(
+        [str(SCRIPT), *command], env={**clean, **env}, text=True, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_node_commands_need_a_cluster() -> None:
+    """The single node (the default) has no node to kill: say so rather than kill the broker."""
+    refused = _script(["kill-node", "1"], KAFKA_PORT="29590")
+    assert refused.returncode == 2
+    assert "needs a cluster (KAFKA_BROKERS=3)" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["kill-node", "4"], "no node 4 (KAFKA_BROKERS=3)"),
+        (["stop-node"], "name a node, 1..3"),
+        (["start-node", "x"], "name a node, 1..3"),
+    ],
+)
+def test_cluster_node_commands_check_the_node(command: list[str], said: str) -> None:
+    refused = _script(command, KAFKA_BROKERS="3", KAFKA_PORT="29590")
+    assert refused.returncode == 2
+    assert said in refused.stderr
+
+
+def test_a_secured_cluster_is_refused() -> None:
+    """KAFKA_SECURE covers the single node only: a cluster must not come up silently unsecured."""
+    refused = _script(["start"], KAFKA_BROKERS="3", KAFKA_SECURE="1", KAFKA_PORT="29590")
+    assert refused.returncode == 2
+    assert "single node only" in refused.stderr
+
+
+def test_cluster_nodes_listen_ten_ports_apart() -> None:
+    listed = _script(["bootstrap"], KAFKA_BROKERS="3", KAFKA_PORT="29590")
+    assert listed.stdout.strip() == "127.0.0.1:29590,127.0.0.1:29600,127.0.0.1:29610"
