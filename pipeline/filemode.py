@@ -12,6 +12,7 @@ partition, offset). Aggregate ids agree (they name the window and cell) while th
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -21,8 +22,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from pipeline.metrics import RouteCounters
-from pipeline.routing import OUTPUTS, Output, Source, closed_window_messages, route_record
+from pipeline.routing import OUTPUTS, Output, Source, alert_with_id, closed_window_messages, route_record
 from pipeline.runtime import Runtime
+from transforms.event_time import DueSubjects, OrderedDetector, Tally
 from transforms.release import ClosedWindow, ReleaseRow, ReleaseStage
 
 
@@ -54,8 +56,21 @@ def process_files(
     counters = RouteCounters()
     process, sealer, dumps, detector = runtime.processor, runtime.sealer, orjson.dumps, runtime.detector
     event_ids = runtime.event_ids
-    # The stream keeps detector state in a table keyed by subject; here a dict plays that part.
+    # The stream keeps detector state in a table keyed by subject; here a dict plays that part. The same
+    # ordered core as the stream's (transforms/event_time.py): observations are applied in event-time order
+    # once the watermark, the latest event time read less the allowed disorder, has passed them.
     states: dict[str, dict[str, Any]] = {}
+    settings = runtime.settings
+    ordered = (
+        OrderedDetector(
+            detector,
+            max_buffered=settings.detector_max_buffered,
+            replay_horizon_s=settings.detector_replay_horizon_s,
+        )
+        if detector is not None
+        else None
+    )
+    due, tally, latest = DueSubjects(), Tally(), -math.inf
     analytics_policy = runtime.policy.analytics
     stage = (
         ReleaseStage(analytics_policy.release, analytics_policy.aggregates, event_ids=event_ids)
@@ -69,6 +84,18 @@ def process_files(
     with contextlib.ExitStack() as opened:
         files = {output: opened.enter_context(open(out_dir / name, "wb")) for output, name in written.items()}
         abuse = files[Output.ABUSE]
+
+        def release(watermark: float) -> None:
+            assert ordered is not None
+            for subject in due.due(watermark):
+                state, alerts = ordered.release(subject, states[subject], watermark, tally)
+                if state is None:
+                    del states[subject]
+                else:
+                    states[subject] = state
+                    due.push(subject, ordered.earliest(state))
+                for alert in alerts:
+                    abuse.write(dumps(alert_with_id(alert, event_ids)) + b"\n")
 
         def write_closed(windows: list[ClosedWindow]) -> None:
             for window in windows:
@@ -91,18 +118,19 @@ def process_files(
                 files[output].write(value + b"\n")
             if stage is not None:
                 write_closed(stage.close_due())
-            if detector is not None:
+            if ordered is not None and routed.outcome.observations:
                 for observation in routed.outcome.observations:
-                    subject = observation.subject
-                    state, alerts, failed = detector.observe(states.get(subject), (observation,))
-                    if state is None:
-                        states.pop(subject, None)
-                    else:
-                        states[subject] = state
-                    counters.detector_failures += failed
-                    counters.alerts += len(alerts)
-                    for alert in alerts:
-                        abuse.write(dumps(alert) + b"\n")
+                    subject, row = observation.subject, observation.to_row()
+                    states[subject] = state = ordered.accept(states.get(subject), [(None, None, row)], tally)
+                    due.push(subject, ordered.earliest(state))
+                    if math.isfinite(observation.time):
+                        latest = max(latest, observation.time)
+                release(latest - settings.event_time_disorder_s)
+        if ordered is not None:
+            release(math.inf)  # the end of the input: everything read is final
+            counters.alerts += tally.alerts
+            counters.detector_failures += tally.failed
+            counters.detector_late.update({reason.value: n for reason, n in tally.late.items() if n})
         if stage is not None:
             write_closed(stage.close_all())  # the end of the input closes every window
     summary = counters.summary()

@@ -18,7 +18,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import random
+import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +37,9 @@ from config.settings import Settings
 from pipeline import kafka_clients
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, Source, observation_batch, route_record, topic_names
-from transforms.model import Observation
+from transforms.event_id import EventIds
+from transforms.event_time import Entry, PartitionClocks
+from transforms.model import OBSERVATION_ROW_LENGTH
 from transforms.process import RecordProcessor
 from transforms.quarantine import QuarantineSealer
 
@@ -65,36 +70,85 @@ def default_partitioner(key: bytes | None, all_partitions: list[int], available:
     return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
-def observation_batches(rows: Iterable[tuple[str, bytes]], partitions: int) -> Iterator[tuple[int, bytes]]:
-    """One message per observation partition: ``{subject: [row, ...]}``, subjects in first-seen order.
+def positioned_row(partition: int, offset: int, row: bytes) -> bytes:
+    """An observation row with the input position it came from: ``[partition, offset, row]``.
 
-    ``rows`` are (subject, serialized observation row) pairs as :func:`~pipeline.routing.route_record` made
-    them. Each subject goes to the partition its pseudonym hashes to, so its detector state lives in one place
-    (the detector table's changelog uses the same partitioner). One message per partition per poll
-    rather than one per subject or per event: the detector then pays faust's per-event cost a few times
-    per poll, and reads, updates and changelogs each active subject once. Per-subject order is kept,
-    which is all the detector's results depend on.
+    The detector keeps, per subject, the highest input offset it has taken in for each input partition
+    (transforms/event_time.py): a replayed poll carries the same positions and is skipped.
     """
-    by_partition: dict[int, dict[str, list[bytes]]] = {}
+    return b"[%d,%d,%s]" % (partition, offset, row)
+
+
+def observation_batches(
+    rows: Iterable[tuple[str, bytes]], partitions: int, writer: str, watermark: float | None
+) -> Iterator[tuple[int, bytes]]:
+    """One message per observation partition, every partition, with the writer's watermark.
+
+    ``{"w": writer, "wm": watermark, "s": {subject: [positioned row, ...]}}``, subjects in first-seen order.
+    ``rows`` are (subject, :func:`positioned_row`) pairs. Each subject goes to the partition its pseudonym
+    hashes to, so its detector state lives in one place (the detector table's changelog uses the same
+    partitioner). One message per partition per poll rather than one per subject or per event: the detector
+    then pays faust's per-event cost a few times per poll, and reads, updates and changelogs each active
+    subject once. Every partition gets one, with or without rows: the watermark is how the detector learns
+    that event time has moved on there.
+    """
+    by_partition: dict[int, dict[str, list[bytes]]] = {partition: {} for partition in range(partitions)}
     for subject, row in rows:
-        group = by_partition.setdefault(key_partition(subject.encode(), partitions), {})
+        group = by_partition[key_partition(subject.encode(), partitions)]
         group.setdefault(subject, []).append(row)
+    head = b'{"w":' + orjson.dumps(writer) + b',"wm":' + orjson.dumps(watermark) + b',"s":'
     for partition, groups in by_partition.items():
-        yield partition, observation_batch(groups)
+        yield partition, head + observation_batch(groups) + b"}"
 
 
-def read_observation_batch(value: bytes) -> Iterator[tuple[str, list[Observation]]]:
-    """The (subject, observations) groups of one :func:`observation_batches` message; ValueError if malformed."""
+@dataclass(frozen=True, slots=True)
+class ObservationBatch:
+    """One observation message: who wrote it, the event time its writer has passed, and the rows per subject."""
+
+    writer: str | None  # None: a message from before watermarks (no position either)
+    watermark: float | None
+    groups: list[tuple[str, list[Entry]]]
+
+
+def read_observation_batch(value: bytes) -> ObservationBatch:
+    """One :func:`observation_batches` message; ValueError if malformed."""
     try:
-        groups = orjson.loads(value)
+        message = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise ValueError("observation batch is not JSON") from exc
-    if not isinstance(groups, dict):
+    if not isinstance(message, dict):
         raise ValueError("observation batch is not an object")
+    if "s" not in message:  # written before watermarks: {subject: [row, ...]}
+        return ObservationBatch(None, None, [(subject, _unpositioned(rows)) for subject, rows in message.items()])
+    writer, watermark, groups = message.get("w"), message.get("wm"), message["s"]
+    if not isinstance(writer, str) or not (watermark is None or type(watermark) in (int, float)):
+        raise ValueError("observation batch with a wrong writer or watermark")
+    if not isinstance(groups, dict):
+        raise ValueError("observation batch groups are not an object")
+    entries: list[tuple[str, list[Entry]]] = []
     for subject, rows in groups.items():
         if not isinstance(rows, list):
             raise ValueError("observation batch group is not a list")
-        yield subject, [Observation.from_row(subject, row) for row in rows]
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 3 and type(row[0]) is int and type(row[1]) is int):
+                raise ValueError("observation row without its input position")
+            _check_row(row[2])
+        entries.append((subject, [(row[0], row[1], row[2]) for row in rows]))
+    return ObservationBatch(writer, watermark, entries)
+
+
+def _unpositioned(rows: object) -> list[Entry]:
+    if not isinstance(rows, list):
+        raise ValueError("observation batch group is not a list")
+    for row in rows:
+        _check_row(row)
+    return [(None, None, row) for row in rows]
+
+
+def _check_row(row: object) -> None:
+    # The shape only (a version skew fails the whole message); values are checked where they are used.
+    if not isinstance(row, list) or len(row) not in (OBSERVATION_ROW_LENGTH, OBSERVATION_ROW_LENGTH - 1):
+        raise ValueError("observation row of the wrong shape")
 
 
 class PollOutputs:
@@ -153,16 +207,18 @@ class SentBatch:
 
 
 class _SettleBeforeRevoke(ConsumerRebalanceListener):
-    """A rebalance waits for the polls in flight, so their offsets are committed by the worker that did them."""
+    """A rebalance waits for the polls in flight, so their offsets are committed by the worker that did them,
+    and the event-time clocks follow the assignment."""
 
     def __init__(self, ingest: BatchIngest) -> None:
         self._ingest = ingest
 
-    async def on_partitions_revoked(self, revoked: object) -> None:
+    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         await self._ingest.settle_all()
+        self._ingest.forget(revoked)
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
-        return None
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        self._ingest.clocks.assign((tp.partition for tp in assigned), time.monotonic())
 
 
 class BatchIngest(Service):
@@ -177,10 +233,12 @@ class BatchIngest(Service):
         *,
         detecting: bool,
         releasing: bool = False,
+        event_ids: EventIds | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._settings = settings
+        self._event_ids = event_ids
         self._process = processor
         self._sealer = sealer
         self._counters = counters
@@ -200,6 +258,18 @@ class BatchIngest(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._detector_producer: AIOKafkaProducer | None = None
+        # Event time per input partition (transforms/event_time.py): the watermark every observation message
+        # carries, and which partitions to pause because they run ahead of the slowest.
+        self.clocks = PartitionClocks(
+            disorder_s=settings.event_time_disorder_s,
+            max_ahead_s=settings.align_max_ahead_s,
+            idle_s=settings.partition_idle_s,
+        )
+        # This process's name on the observation topic: the detector takes the minimum over its writers.
+        self.writer = f"{settings.app_id}-{uuid.uuid4().hex[:12]}"
+        self._next_offsets: dict[Any, int] = {}
+        self._watermark_sent_at = 0.0
+        self._watermark_sent: float | None = None
 
     @property
     def group_id(self) -> str:
@@ -273,7 +343,8 @@ class BatchIngest(Service):
             delivered, offsets = self._pending[0]
             await delivered
             self._pending.popleft()
-            await self._consumer.commit(offsets)
+            if offsets:  # a watermark alone commits nothing
+                await self._consumer.commit(offsets)
 
     @Service.task
     async def _consume(self) -> None:
@@ -290,14 +361,72 @@ class BatchIngest(Service):
             async with self._lock:
                 if self.should_stop:
                     return  # not committed: the next owner reads this poll again
+                await self._align(consumer)
                 if polled:
                     self._pending.append(await self._handle(polled))
                     # Processing a poll never yields; let the producer's sender put this poll's batches on
                     # the wire before the next one starts (they waited for it: p99 100 ms at half load).
                     await asyncio.sleep(0)
+                elif self._detecting and self._watermark_due():
+                    self._pending.append(await self._send_watermark())
                 # Keep at most MAX_POLLS_IN_FLIGHT unacknowledged; with nothing new, settle the oldest (and so
                 # all of them, poll by poll, while the input stays idle).
                 await self._settle(keep=MAX_POLLS_IN_FLIGHT if polled else max(0, len(self._pending) - 1))
+
+    def forget(self, revoked: Iterable[Any]) -> None:
+        """Partitions gone to another worker: their clocks and read positions go too."""
+        revoked = list(revoked)
+        self.clocks.revoke(tp.partition for tp in revoked)
+        for tp in revoked:
+            self._next_offsets.pop(tp, None)
+
+    def _watermark_due(self) -> bool:
+        """Idle input: send the watermark when it moved (idle partitions stop holding it back, so the detector
+        releases what it buffers), and every partition_idle_s / 2 anyway: a writer that stays silent for
+        partition_idle_s is taken for gone."""
+        since = time.monotonic() - self._watermark_sent_at
+        if since >= self._settings.partition_idle_s / 2:
+            return True
+        return since >= 0.2 and self.clocks.watermark(time.monotonic()) != self._watermark_sent
+
+    async def _align(self, consumer: AIOKafkaConsumer) -> None:
+        """Update which partitions are caught up, then pause those running ahead in event time, resume the rest.
+
+        Pausing is Flink's watermark alignment: a partition read far ahead of the slowest one would send the
+        detector observations it must hold until the others catch up. The slowest partition is never paused,
+        so reading always progresses.
+        """
+        clocks, now = self.clocks, time.monotonic()
+        assigned = consumer.assignment()
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            position = self._next_offsets.get(tp)
+            if position is None and highwater is not None:
+                position = await consumer.position(tp)  # known once fetched: returns at once
+            at_end = highwater is not None and position is not None and position >= highwater
+            clocks.position(tp.partition, at_end=at_end, now=now)
+        if self._settings.align_max_ahead_s <= 0:
+            return
+        ahead = clocks.ahead(now)
+        paused = consumer.paused()
+        pause = [tp for tp in assigned if tp.partition in ahead and tp not in paused]
+        resume = [tp for tp in paused if tp.partition not in ahead]
+        if pause:
+            consumer.pause(*pause)
+        if resume:
+            consumer.resume(*resume)
+
+    async def _send_watermark(self) -> tuple[asyncio.Future[Any], dict[Any, int]]:
+        outputs = self.outputs()
+        self._add_observations(outputs, [])
+        return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), {}
+
+    def _add_observations(self, outputs: PollOutputs, rows: list[tuple[str, bytes]]) -> None:
+        topic = self._names[Output.OBSERVATIONS]
+        watermark = self.clocks.watermark(time.monotonic())
+        for partition, value in observation_batches(rows, self._partition_counts[topic], self.writer, watermark):
+            outputs.add(topic, None, value, partition)
+        self._watermark_sent_at, self._watermark_sent = time.monotonic(), watermark
 
     async def _handle(self, polled: Mapping[Any, list[Any]]) -> tuple[asyncio.Future[Any], dict[Any, int]]:
         """Process one poll and hand its outputs to the producer; (their acknowledgement, offsets to commit)."""
@@ -306,23 +435,32 @@ class BatchIngest(Service):
         fromtimestamp, now = datetime.fromtimestamp, datetime.now
         observation_rows: list[tuple[str, bytes]] = []
         offsets = {}
+        detecting, isfinite, event_ids = self._detecting, math.isfinite, self._event_ids
         for tp, messages in polled.items():
+            partition = tp.partition
+            latest: float | None = None
             for message in messages:
                 payload = message.value or b""
                 ingest = fromtimestamp(message.timestamp / 1000, UTC) if message.timestamp > 0 else now(UTC)
                 # Every step that reads the record's data is inside route_record: whatever this record does,
                 # it ends as outputs or a quarantine envelope, and the poll goes on.
-                routed = route_record(process, payload, Source(tp.topic, tp.partition, message.offset, ingest), sealer)
+                source = Source(tp.topic, partition, message.offset, ingest)
+                routed = route_record(process, payload, source, sealer, event_ids)
                 count(routed.outcome)
                 for output, key, value in routed.messages:
                     outputs.add(names[output], key, value)
-                if self._detecting:
-                    observation_rows.extend(routed.observation_rows)
-            offsets[tp] = messages[-1].offset + 1
-        if observation_rows:
-            topic = names[Output.OBSERVATIONS]
-            for partition, value in observation_batches(observation_rows, self._partition_counts[topic]):
-                outputs.add(topic, None, value, partition)
+                for observation in routed.outcome.observations:
+                    if isfinite(observation.time) and (latest is None or observation.time > latest):
+                        latest = observation.time
+                if detecting:
+                    offset = message.offset
+                    observation_rows.extend(
+                        (subject, positioned_row(partition, offset, row)) for subject, row in routed.observation_rows
+                    )
+            offsets[tp] = self._next_offsets[tp] = messages[-1].offset + 1
+            self.clocks.read(partition, latest)
+        if detecting:
+            self._add_observations(outputs, observation_rows)
         # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash
         # in between replays the poll (at-least-once), it never skips it.
         return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), offsets

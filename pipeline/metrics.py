@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from config.settings import Settings
 from transforms.errors import ConfigError
+from transforms.event_time import Lateness
 from transforms.process import Outcome, Route
 from transforms.release import ClosedWindow
 
@@ -48,6 +49,9 @@ class RouteCounters:
         self.alerts = 0  # stateful detections (counted where the detector runs)
         self.undecodable_observations = 0  # observation batches the detector could not read (skipped)
         self.detector_failures = 0  # observations the detector raised on (skipped, the subject's state kept)
+        self.detector_replayed = 0  # observations whose input position was already applied (skipped)
+        self.detector_late: Counter[str] = Counter()  # not applied in event-time order, per Lateness reason
+        self.detector_send_retries = 0  # sends of alerts or detector state retried after a failure
         # The k-anonymous release (counted where the release stage runs).
         self.analytics_held = 0  # analytics records sent to the release windows (counted where the ingest runs)
         self.analytics_suppressed = 0  # analytics records held back from the per-record release (counts keep them)
@@ -102,6 +106,7 @@ class RouteCounters:
             "release_windows": self.release_windows,
             "aggregate_rows": self.aggregate_rows,
             "detector_failures": self.detector_failures,
+            "detector_late": {reason.value: self.detector_late[reason.value] for reason in Lateness},
             "reasons": {f"{route}:{reason}": n for (route, reason), n in sorted(self.reasons.items())},
         }
 
@@ -132,6 +137,18 @@ class RouteCounters:
             f'pseudonymizer_undecodable_observation_batches_total{{app="{app_id}"}} {self.undecodable_observations}',
             "# TYPE pseudonymizer_detector_failed_observations_total counter",
             f'pseudonymizer_detector_failed_observations_total{{app="{app_id}"}} {self.detector_failures}',
+            "# HELP pseudonymizer_detector_replayed_observations_total Observations already applied: skipped.",
+            "# TYPE pseudonymizer_detector_replayed_observations_total counter",
+            f'pseudonymizer_detector_replayed_observations_total{{app="{app_id}"}} {self.detector_replayed}',
+            "# HELP pseudonymizer_detector_late_observations_total Observations not applied in event-time order.",
+            "# TYPE pseudonymizer_detector_late_observations_total counter",
+            *(
+                f'pseudonymizer_detector_late_observations_total{{app="{app_id}",reason="{reason.value}"}} '
+                f"{self.detector_late[reason.value]}"
+                for reason in Lateness
+            ),
+            "# TYPE pseudonymizer_detector_send_retries_total counter",
+            f'pseudonymizer_detector_send_retries_total{{app="{app_id}"}} {self.detector_send_retries}',
             "# HELP pseudonymizer_release_suppressed_records_total Analytics records not released one by one.",
             "# TYPE pseudonymizer_release_suppressed_records_total counter",
             f'pseudonymizer_release_suppressed_records_total{{app="{app_id}"}} {self.analytics_suppressed}',

@@ -778,6 +778,11 @@ class Detector:
         # them, so the predicates run once per distinct combination (about a quarter of the detector's time).
         self._matches: dict[tuple[Any, ...], tuple[_Rule, ...]] = {}
 
+    @property
+    def max_out_of_order_s(self) -> float:
+        """How far behind a subject's latest event an observation may be and still count (older is late)."""
+        return self._window
+
     @classmethod
     def build(cls, params: DetectionParams) -> Detector:
         """Prepare the rules of ``params`` (already validated by the model): predicates, globs, headers."""

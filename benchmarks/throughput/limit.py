@@ -22,8 +22,9 @@ import orjson
 from benchmarks.throughput.common import build_router, load_runtime
 from benchmarks.throughput.monitor import own_peak_rss_mb
 from benchmarks.throughput.records import read_records
-from pipeline.ingest import observation_batches, read_observation_batch
+from pipeline.ingest import observation_batches, positioned_row, read_observation_batch
 from pipeline.routing import Source, route_record
+from transforms.model import Observation
 
 POLL = 2000  # records per ingest poll (the product's PSEUDO_MAX_POLL_RECORDS default)
 PARTITIONS = 4  # observation partitions (the harness's default)
@@ -68,11 +69,11 @@ def main() -> None:
             for offset, raw in enumerate(batch[start : start + POLL], start):
                 routed = route_record(process, raw, Source("bench", 0, offset, ingest), sealer)
                 outputs += len(routed.messages)
-                rows.extend(routed.observation_rows)
-            for _, value in observation_batches(rows, PARTITIONS):
-                for subject, group in read_observation_batch(value):
+                rows.extend((subject, positioned_row(0, offset, row)) for subject, row in routed.observation_rows)
+            for _, value in observation_batches(rows, PARTITIONS, "bench", None):
+                for subject, entries in read_observation_batch(value).groups:
                     state = states.get(subject)
-                    for observation in group:
+                    for observation in (Observation.from_row(subject, row) for _, _, row in entries):
                         state, alerts = detector(state, observation)  # type: ignore[misc]
                         for alert in alerts:
                             dumps(alert)

@@ -66,7 +66,6 @@ def test_every_record_of_every_output_has_its_own_id(runs: tuple[dict[str, bytes
     assert max(seen.values()) == 1  # unique within each output and across them
 
 
-@pytest.mark.xfail(strict=True, reason="the detector's alerts do not call pipeline.routing.alert_with_id yet")
 def test_every_alert_has_an_id(runs: tuple[dict[str, bytes], dict[str, bytes]]) -> None:
     first, _ = runs
     alerts = [r for r in _records(first, "abuse") if r.get("kind") == "alert"]

@@ -11,7 +11,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.ingest import default_partitioner, key_partition, observation_batches, read_observation_batch
+from pipeline.ingest import (
+    default_partitioner,
+    key_partition,
+    observation_batches,
+    positioned_row,
+    read_observation_batch,
+)
 from transforms.model import OBSERVATION_ROW_LENGTH, Observation
 
 _TEXT = st.text(max_size=12)
@@ -49,19 +55,33 @@ def test_an_observation_row_survives_the_json_round_trip(observation: Observatio
 def test_observation_batches_route_each_subject_to_its_partition_in_order(
     batch: list[Observation], partitions: int
 ) -> None:
-    rows = [(observation.subject, orjson.dumps(observation.to_row())) for observation in batch]
-    messages = list(observation_batches(rows, partitions))
-    assert len({partition for partition, _ in messages}) == len(messages)  # one message per partition
-    decoded: dict[str, list[Observation]] = {}
+    rows = [
+        (observation.subject, positioned_row(3, offset, orjson.dumps(observation.to_row())))
+        for offset, observation in enumerate(batch)
+    ]
+    messages = list(observation_batches(rows, partitions, "writer-1", 1.5e9))
+    # One message per partition, every partition: each carries the writer's watermark.
+    assert sorted(partition for partition, _ in messages) == list(range(partitions))
+    decoded: dict[str, list[tuple[int, Observation]]] = {}
     for partition, value in messages:
-        for subject, group in read_observation_batch(value):
+        message = read_observation_batch(value)
+        assert (message.writer, message.watermark) == ("writer-1", 1.5e9)
+        for subject, entries in message.groups:
             assert key_partition(subject.encode(), partitions) == partition
             assert subject not in decoded
-            decoded[subject] = group
-    expected: dict[str, list[Observation]] = {}
-    for observation in batch:
-        expected.setdefault(observation.subject, []).append(observation)
-    assert decoded == expected  # nothing lost, per-subject arrival order kept
+            assert {input_partition for input_partition, _, _ in entries} == {3}
+            decoded[subject] = [(offset, Observation.from_row(subject, row)) for _, offset, row in entries]
+    expected: dict[str, list[tuple[int, Observation]]] = {}
+    for offset, observation in enumerate(batch):
+        expected.setdefault(observation.subject, []).append((offset, observation))
+    assert decoded == expected  # nothing lost, per-subject arrival order and input positions kept
+
+
+def test_a_batch_from_before_watermarks_reads_without_writer_or_positions() -> None:
+    row = orjson.loads(orjson.dumps(Observation("s-a", 1.7e9, "http").to_row()))
+    message = read_observation_batch(orjson.dumps({"s-a": [row]}))
+    assert (message.writer, message.watermark) == (None, None)
+    assert message.groups == [("s-a", [(None, None, row)])]
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(1, 64))
@@ -83,9 +103,12 @@ def test_unkeyed_records_go_to_an_available_partition() -> None:
         b"[1, 2]",
         b'{"s-a": 1}',
         b'{"s-a": [1]}',
-        b'{"s-a": [[1.0, "http"]]}',  # a row of the wrong length (a version skew)
+        b'{"w": "x", "wm": null, "s": {"s-a": [[1.0, "http"]]}}',  # a row without its position
+        b'{"w": 1, "wm": null, "s": {}}',  # a writer that is not a name
+        b'{"w": "x", "wm": "soon", "s": {}}',
+        b'{"w": "x", "wm": null, "s": []}',
     ],
 )
 def test_a_malformed_observation_batch_is_a_value_error(value: bytes) -> None:
     with pytest.raises(ValueError, match="observation"):
-        list(read_observation_batch(value))
+        read_observation_batch(value)
