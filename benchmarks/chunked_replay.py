@@ -114,6 +114,9 @@ def compare(stream: list[dict[str, Any]], reference: list[dict[str, Any]]) -> di
             1 for key in counts_mine.keys() & counts_theirs.keys() if counts_mine[key] != counts_theirs[key]
         ),
         "identical": Counter(orjson.dumps(a) for a in stream) == Counter(orjson.dumps(a) for a in reference),
+        "records_differ": sum(
+            (Counter(orjson.dumps(a) for a in stream) - Counter(orjson.dumps(a) for a in reference)).values()
+        ),
     }
 
 

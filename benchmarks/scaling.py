@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     records = list(generate(args.events, seed=args.seed, start=start, events_per_second=1000.0))
     nodes = 3 if args.cluster else 1
     cluster = KafkaCluster(ROOT / ".kafka", args.port, nodes=nodes, heap="-Xmx512m" if nodes > 1 else "-Xmx1g")
-    extra = {"PSEUDO_REPLICATION_FACTOR": "3", "TOPIC_REPLICATION_FACTOR": "3"} if args.cluster else {}
+    extra = {"PSEUDO_REPLICATION_FACTOR": "3"} if args.cluster else {}
     cluster.start()
     try:
         # Rounds interleave the counts (1, 2, 4, 1, 2, 4, ...) so that a busy spell of the machine hits them alike.

@@ -12,6 +12,7 @@ The app only wires: decoding, routing, minimization and detection all happen in 
 from __future__ import annotations
 
 import logging
+import os
 from typing import cast
 
 import faust
@@ -24,6 +25,11 @@ from pipeline.release import ReleaseService
 from pipeline.runtime import Runtime
 
 log = logging.getLogger("pseudonymizer")
+
+
+def faust_default_replication() -> int:
+    """faust's own default for the topics it creates: its TOPIC_REPLICATION_FACTOR variable, else 1."""
+    return int(os.environ.get("TOPIC_REPLICATION_FACTOR", "1"))
 
 
 def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust.App:
@@ -56,8 +62,14 @@ def create_app(runtime: Runtime, counters: RouteCounters | None = None) -> faust
         broker_session_timeout=member["session_timeout_ms"] / 1000,
         broker_heartbeat_interval=member["heartbeat_interval_ms"] / 1000,
         consumer_group_instance_id=member.get("group_instance_id"),
+        # faust creates the detector's changelog and its assignor topic itself: with the factor the worker's other
+        # topics get (on a cluster with min.insync.replicas=2, a topic with one copy refuses every acks=all write).
+        # Unset, faust's own default (1, or its TOPIC_REPLICATION_FACTOR variable).
+        topic_replication_factor=settings.replication_factor or faust_default_replication(),
         # TLS and SASL from the one connection model (pipeline/kafka_clients.py); none for PLAINTEXT.
         **kafka_clients.faust_options(settings.kafka),
+        # exactly_once: faust's consumer reads read_committed, its offsets commit in faust's transactions.
+        **kafka_clients.faust_guarantee(settings),
     )
     # Repartition by security pseudonym, so that each subject's detector state lives in one partition.
     # Only pseudonymized observations travel here: no internal topic carries a raw address.

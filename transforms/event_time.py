@@ -185,6 +185,7 @@ class _Partition:
     read: bool = False  # records were read since the assignment
     assigned_at: float = 0.0  # wall time
     caught_up_since: float | None = None  # wall time since the partition has been at its log end
+    lagging: bool = False  # records are known to wait in it
 
 
 class PartitionClocks:
@@ -215,11 +216,13 @@ class PartitionClocks:
         if latest_time is not None and (state.high is None or latest_time > state.high):
             state.high = latest_time
 
-    def position(self, partition: int, *, at_end: bool, now: float) -> None:
-        """Whether ``partition`` is caught up with its log end (nothing more to read right now)."""
+    def position(self, partition: int, *, at_end: bool | None, now: float) -> None:
+        """Whether ``partition`` is caught up with its log end (nothing more to read right now); None: not known
+        yet (no fetch has answered for it)."""
         state = self._partitions.get(partition)
         if state is None:
             return
+        state.lagging = at_end is False
         if not at_end:
             state.caught_up_since = None
         elif state.caught_up_since is None:
@@ -234,8 +237,10 @@ class PartitionClocks:
                 continue  # idle: it must not hold the others back
             if state.high is not None:
                 highs.append(state.high)
-            elif not state.read and now - state.assigned_at < self._idle:
-                blocked = True  # not read yet: its first records may be the oldest of all
+            elif not state.read and (state.lagging or now - state.assigned_at < self._idle):
+                # Not read yet, with records waiting (or not known yet): they may be the oldest of all. A slow
+                # first fetch must not let the others run ahead (found on a loaded machine: 320 observations late).
+                blocked = True
         return highs, blocked
 
     def watermark(self, now: float) -> float | None:

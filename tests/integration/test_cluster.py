@@ -132,7 +132,6 @@ def test_a_broker_killed_mid_stream_loses_no_record_and_the_worker_goes_on(
         # faust creates its own topics (the detector table's changelog, its assignor's) with its
         # topic_replication_factor (1 by default), which the app does not set: on this cluster,
         # min.insync.replicas 2 would refuse every acks=all write to a single copy.
-        TOPIC_REPLICATION_FACTOR="3",
     )
     _create_topics(env)
     app = env["PSEUDO_APP_ID"]

@@ -222,3 +222,13 @@ def test_chunked_partitions_read_in_any_interleaving_give_the_alerts_of_time_ord
     )
     assert sorted(fired) == expected
     assert sum(tally.late.values()) == 0
+
+
+def test_a_partition_with_records_waiting_blocks_until_it_is_read() -> None:
+    clocks = PartitionClocks(disorder_s=0, max_ahead_s=60, idle_s=2)
+    clocks.assign([0, 1], now=0)
+    clocks.read(0, T0)
+    clocks.position(1, at_end=False, now=0)  # its log end is known to lie ahead: its first fetch is slow
+    assert clocks.watermark(now=10) is None
+    clocks.read(1, T0 - 50)
+    assert clocks.watermark(now=10) == T0 - 50
