@@ -15,7 +15,7 @@ all, its alerts are compared with the file mode's over the same file and keyring
 
 The input is real logs from ``../shared/data`` (the Elastic Apache log, the loghub OpenSSH and Linux logs, one after
 the other as a shipper tailing three files would send them), or generated traffic where they are absent.
-Results: ``benchmarks/results/chunked_replay.json``.
+Results: ``benchmarks/results/chunked_replay.json`` (``chunked_replay_disorder<D>.json`` with ``--disorder D``).
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def replay(
     rng: random.Random,
     chunk_size: tuple[int, int] = (500, 2000),
     extra_env: dict[str, str] | None = None,
+    worker_root: Path = ROOT,
 ) -> dict[str, Any]:
     """One run: chunked backlog, worker, file mode; the comparison and the worker's detector counters."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,7 @@ def replay(
     plan = chunks(len(records), partitions, rng, chunk_size)
     sent = asyncio.run(_produce_chunked(bootstrap, topics["input"], records, plan))
     started = time.monotonic()
-    with running_worker(env, workdir / "worker.log"):
+    with running_worker(env, workdir / "worker.log", worker_root):
         counts = wait_for_input_count(env, sent, timeout_s=600)
     elapsed = time.monotonic() - started
     stream = _alerts([value for _, value in drain_sync(bootstrap, topics["abuse"])])
@@ -190,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         "--disorder", type=float, default=None, help="PSEUDO_EVENT_TIME_DISORDER_S (default: the product's)"
     )
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--worker-root", type=Path, default=ROOT, help="run the worker of another checkout (a 'before' measurement)"
+    )
+    parser.add_argument(
+        "--worker-root", type=Path, default=ROOT, help="run the worker of another checkout (a 'before' measurement)"
+    )
     args = parser.parse_args(argv)
     what, records = input_records()
     extra = {} if args.disorder is None else {"PSEUDO_EVENT_TIME_DISORDER_S": str(args.disorder)}
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                     partitions=args.partitions,
                     rng=rng,
                     extra_env=extra,
+                    worker_root=args.worker_root,
                 )
                 rows.append(row)
                 print(f"[chunked] run {run + 1}: {row}", file=sys.stderr)
@@ -213,13 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         _kafka("stop", args.port)
     result = {
         "input": what,
+        "worker": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=args.worker_root, capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "runs_same_pairs_and_counts": sum(
+            1 for row in rows if not (row["pairs_only_stream"] or row["pairs_only_file"] or row["counts_differ"])
+        ),
         "partitions": args.partitions,
         "disorder_s": args.disorder,
         "runs": rows,
         "runs_identical": sum(1 for row in rows if row["identical"]),
         "runs_with_other_pairs": sum(1 for row in rows if row["pairs_only_stream"] or row["pairs_only_file"]),
     }
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    name = RESULTS.stem + ("" if args.disorder is None else f"_disorder{args.disorder:g}")
+    name += "" if args.worker_root == ROOT else "_before"
+    results = RESULTS.with_name(name + ".json")
+    results.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps({k: v for k, v in result.items() if k != "runs"}).decode())
     return 0
 

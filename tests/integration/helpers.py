@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from config.settings import Settings
 from pipeline.kafka_clients import client_options
@@ -74,10 +74,11 @@ def summary(env: dict[str, str]) -> dict[str, Any] | None:
 
 
 @contextmanager
-def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(env: dict[str, str], log_path: Path, root: Path = ROOT) -> Iterator[subprocess.Popen[bytes]]:
+    """The worker of the checkout at ``root`` (a benchmark may run an older one for its "before" figures)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "pipeline.cli", "worker"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         deadline = time.monotonic() + 90
@@ -187,6 +188,13 @@ async def drain(
     bootstrap: str, topic: str, timeout_s: float = 20, connection: dict[str, Any] | None = None
 ) -> list[tuple[bytes | None, bytes]]:
     """Every record of a topic from the beginning to its current end (key, value)."""
+    return [(m.key, m.value) for m in await drain_messages(bootstrap, topic, timeout_s, connection)]
+
+
+async def drain_messages(
+    bootstrap: str, topic: str, timeout_s: float = 20, connection: dict[str, Any] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message of a topic from the beginning to its current end, with its partition, offset and timestamp."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **_client(bootstrap, connection)
     )
@@ -202,7 +210,7 @@ async def drain(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes]] = []
+        out: list[ConsumerRecord[bytes, bytes]] = []
         deadline = time.monotonic() + timeout_s
 
         async def behind() -> bool:
@@ -210,7 +218,7 @@ async def drain(
 
         while await behind() and time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend((m.key, m.value) for m in messages)
+                out.extend(messages)
         return out
     finally:
         await consumer.stop()
