@@ -194,9 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker-root", type=Path, default=ROOT, help="run the worker of another checkout (a 'before' measurement)"
     )
-    parser.add_argument(
-        "--worker-root", type=Path, default=ROOT, help="run the worker of another checkout (a 'before' measurement)"
-    )
     args = parser.parse_args(argv)
     what, records = input_records()
     extra = {} if args.disorder is None else {"PSEUDO_EVENT_TIME_DISORDER_S": str(args.disorder)}
