@@ -11,6 +11,7 @@ all, its alerts are compared with the file mode's over the same file and keyring
 
 * ``pairs``: (rule, subject) pairs only one mode raised; ``counts``: pairs both raised with another ``count``;
 * ``identical``: whether the alert records are byte for byte the same (their ``event_id`` included);
+  ``--worker-root DIR`` runs the worker and the file mode of another checkout (a "before" measurement);
 * the detector's lateness counters (``detector_late``) and the observations it skipped as replayed.
 
 The input is real logs from ``../shared/data`` (the Elastic Apache log, the loghub OpenSSH and Linux logs, one after
@@ -161,7 +162,7 @@ def replay(
             str(out),
             str(workdir / "input.log"),
         ],
-        cwd=ROOT,
+        cwd=worker_root,  # the file mode of the same checkout as the worker
         env=file_env,
         check=True,
         capture_output=True,
