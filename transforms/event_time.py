@@ -228,12 +228,17 @@ class PartitionClocks:
         elif state.caught_up_since is None:
             state.caught_up_since = now
 
-    def _holding(self, now: float) -> tuple[list[float], bool]:
-        """The event times of the partitions that hold the watermark back, and whether one blocks it unknown."""
+    def _holding(self, now: float, *, reading: bool = False) -> tuple[list[float], bool]:
+        """The event times of the partitions that hold the watermark back, and whether one blocks it unknown.
+
+        ``reading``: those that hold the others' reading back. A partition at its log end does not: pausing the
+        others would not make its records come sooner (measured: a backlog whose slowest partition ended first
+        stalled for partition_idle_s, and the release stage closed its windows meanwhile).
+        """
         highs: list[float] = []
         blocked = False
         for state in self._partitions.values():
-            if state.caught_up_since is not None and now - state.caught_up_since >= self._idle:
+            if state.caught_up_since is not None and (reading or now - state.caught_up_since >= self._idle):
                 continue  # idle: it must not hold the others back
             if state.high is not None:
                 highs.append(state.high)
@@ -256,7 +261,7 @@ class PartitionClocks:
 
     def ahead(self, now: float) -> set[int]:
         """The partitions to pause: their event time runs more than max_ahead_s ahead of the slowest."""
-        highs, _ = self._holding(now)
+        highs, _ = self._holding(now, reading=True)
         if not highs:
             return set()
         bound = min(highs) + self._max_ahead

@@ -120,6 +120,7 @@ def test_partition_clocks_hold_the_watermark_at_the_slowest_partition_and_pause_
     for partition in (0, 2):
         clocks.position(partition, at_end=True, now=1)
     assert clocks.watermark(now=2) == T0 - 5  # caught up, but not yet idle for idle_s
+    assert clocks.ahead(now=2) == set()  # but nothing waits in them: the others read on
     assert clocks.watermark(now=3.5) == T0 + 1000 - 5
     assert clocks.ahead(now=3.5) == set()
     clocks.position(1, at_end=True, now=4)
