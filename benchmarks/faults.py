@@ -209,6 +209,29 @@ class Workers:
         self.envs, self.logs = envs, logs
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.starts = 0
+        # Exits nobody asked for (worker, return code, epoch seconds): a supervisor (Kubernetes, systemd) would
+        # start the worker again, and so does supervise(), so that the phase can still be measured.
+        self.exits: list[tuple[int, int | None, float]] = []
+        self._lock = threading.Lock()
+        self._watching = threading.Event()
+
+    def supervise(self) -> None:
+        """Start a watcher thread that restarts any worker that exits by itself (until stop_all)."""
+        self._watching.set()
+
+        def watch() -> None:
+            while self._watching.is_set():
+                with self._lock:
+                    exited = [(i, p) for i, p in self.procs.items() if p.poll() is not None]
+                    for i, proc in exited:
+                        del self.procs[i]
+                        self.exits.append((i, proc.returncode, time.time()))
+                        print(f"  worker {i} exited by itself ({proc.returncode}): started again", flush=True)
+                for i, _ in exited:
+                    self.start(i)
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, daemon=True).start()
 
     def start(self, i: int, timeout_s: float = 120) -> subprocess.Popen[bytes]:
         self.starts += 1
@@ -221,7 +244,8 @@ class Workers:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.procs[i] = proc
+        with self._lock:
+            self.procs[i] = proc
         deadline = time.monotonic() + timeout_s
         while summary(self.envs[i]) is None:
             if proc.poll() is not None:
@@ -242,12 +266,14 @@ class Workers:
         return False
 
     def kill(self, i: int) -> None:
-        proc = self.procs.pop(i)
+        with self._lock:
+            proc = self.procs.pop(i)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
     def terminate(self, i: int, timeout_s: float = 60) -> int | None:
-        proc = self.procs.pop(i)
+        with self._lock:
+            proc = self.procs.pop(i)
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.wait(timeout=timeout_s)
@@ -257,6 +283,7 @@ class Workers:
             return None
 
     def stop_all(self) -> None:
+        self._watching.clear()
         for i in list(self.procs):
             self.terminate(i)
 
@@ -327,9 +354,10 @@ def run_scenario(
 
     workers = Workers(envs, tmp)
     ctx = Context(bootstrap, workers, random.Random(seed), broker=broker, input_topic=topics["input"])
-    started = time.monotonic()
+    started, phase_started = time.monotonic(), time.time()
     try:
         workers.start(0)
+        workers.supervise()
         producer.go.set()
         scenario.script(ctx)
         time.sleep(scenario.tail_s)
@@ -355,6 +383,8 @@ def run_scenario(
         "duration_s": round(duration, 1),
         "faults": [what for what, _ in ctx.faults],
         "worker_alive_at_end": alive,
+        # exits nobody asked for: [worker, return code, seconds into the phase]; the worker was started again
+        "worker_exits": [[i, code, round(moment - phase_started, 1)] for i, code, moment in workers.exits],
         "ingest_read_all": read_all,
         "crashed_agent_lines": workers.crashed_agents(),
         "produced": len(producer.acknowledged),
@@ -675,6 +705,7 @@ COLUMNS = (
     ("duplicates_total", "dup (by id)"),
     ("unexpected_ids_total", "undetectable"),
     ("output_gap_s", "gap s"),
+    ("worker_exits", "exits"),
     ("alerts_reference", "alerts ref"),
     ("alerts_false", "false"),
     ("alerts_missing", "missing"),
@@ -682,7 +713,7 @@ COLUMNS = (
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    rows = [[str(r.get(key)) for key, _ in COLUMNS] for r in results]
+    rows = [[str(len(v) if isinstance(v := r.get(key), list) else v) for key, _ in COLUMNS] for r in results]
     widths = [max(len(title), *(len(row[i]) for row in rows)) for i, (_, title) in enumerate(COLUMNS)]
     lines = ["  ".join(title.rjust(w) for (_, title), w in zip(COLUMNS, widths, strict=True))]
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]

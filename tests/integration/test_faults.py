@@ -72,4 +72,5 @@ def test_alerts_equal_the_file_modes_by_rule_subject_and_count(result: dict[str,
 
 def test_the_worker_survived_without_a_crashed_agent(result: dict[str, Any]) -> None:
     assert result["worker_alive_at_end"]
+    assert result["worker_exits"] == []
     assert result["crashed_agent_lines"] == 0
