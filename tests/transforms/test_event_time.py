@@ -233,3 +233,16 @@ def test_a_partition_with_records_waiting_blocks_until_it_is_read() -> None:
     assert clocks.watermark(now=10) is None
     clocks.read(1, T0 - 50)
     assert clocks.watermark(now=10) == T0 - 50
+
+
+def test_equal_event_times_are_applied_in_one_order_whatever_their_arrival() -> None:
+    # One second, one source: a 404 probe and failed logins, arriving in two orders (two partitions).
+    rows = [_row(Observation("s-a", T0, "http", method="GET", status=404, path=f"/p{n}")) for n in range(12)]
+    rows += [_row(Observation("s-a", T0, "http", method="GET", status=200, path="/")) for _ in range(3)]
+    results = []
+    for order in (rows, rows[::-1], rows[3:] + rows[:3]):
+        ordered, tally = _ordered(), Tally()
+        state = ordered.accept(None, [(None, None, row) for row in order], tally)
+        kept, alerts = ordered.release("s-a", state, T0 + 10, tally)
+        results.append((orjson.dumps(alerts), orjson.dumps(kept)))
+    assert results[0] == results[1] == results[2]
