@@ -175,6 +175,10 @@ class Settings(BaseModel):
     # rebalance. Two live workers must never share one (the broker fences the older).
     session_timeout_s: float = Field(10.0, ge=6, le=300)
     group_instance_id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    # Kafka Streams' processing.guarantee (pipeline/transactions.py; README "Delivery and recovery"): exactly_once
+    # commits each ingest poll's outputs with its input offsets, and the detector's alerts with its state, in Kafka
+    # transactions, and every consumer reads read_committed. pipeline/kafka_clients.py turns it into client options.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # Throughput knobs (README "Performance"): raw records per ingest poll, observation messages per detector
     # batch and how long that batch may wait to fill (latency at low rates), producer linger and batch bytes.
     batch_size: int = Field(500, ge=1, le=100_000)

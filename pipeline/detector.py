@@ -31,6 +31,7 @@ from config.settings import Settings
 from pipeline.ingest import BatchIngest, PollOutputs, SentBatch, key_partition, read_observation_batch
 from pipeline.metrics import RouteCounters
 from pipeline.routing import alert_with_id
+from pipeline.transactions import FATAL
 from transforms.detect import Detector
 from transforms.event_id import EventIds
 from transforms.event_time import DueSubjects, OrderedDetector, Tally, WriterWatermarks
@@ -219,25 +220,31 @@ class StreamDetector:
         changes: dict[bytes, tuple[int, dict[str, Any] | None]],
         alerts: list[tuple[bytes, dict[str, Any]]],
     ) -> None:
-        """Alerts first, then the changelog, then the store: no state is kept whose alerts were not delivered."""
+        """Alerts first, then the changelog, then the store: no state is kept whose alerts were not delivered.
+
+        exactly_once: the alerts and the changelog records commit in one transaction (pipeline/transactions.py), and
+        the store is written after it commits."""
         dumps = orjson.dumps
-        if alerts:
-            topic, event_ids = self._abuse_topic, self._event_ids
+        topic, event_ids = self._abuse_topic, self._event_ids
+        together = self._ingest.detector_transactions is not None
 
-            def add_alerts(outputs: PollOutputs) -> None:
-                for key, alert in alerts:
-                    outputs.add(topic, key, dumps(alert_with_id(alert, event_ids)))
+        def add_alerts(outputs: PollOutputs) -> None:
+            for key, alert in alerts:
+                outputs.add(topic, key, dumps(alert_with_id(alert, event_ids)))
 
+        if alerts and not together:
             await self._send(add_alerts)
         values = {
             key: (partition, orjson.dumps(state) if state is not None else None)
             for key, (partition, state) in changes.items()
         }
-        if not values:
+        if not values and not (alerts and together):
             return
         changelog = self._changelog
 
         def add_states(outputs: PollOutputs) -> None:
+            if together:
+                add_alerts(outputs)
             for key, (partition, value) in values.items():
                 outputs.add(changelog, key, value, partition)
 
@@ -252,6 +259,8 @@ class StreamDetector:
                 else:
                     store[key] = value
         for written in sent:
+            if written.topic != changelog:  # the alerts of the same transaction
+                continue
             # As the table's own send callback does: a restart replays only the changelog after this.
             store.set_persisted_offset(TP(changelog, written.partition), written.last_offset)
 
@@ -261,16 +270,23 @@ class StreamDetector:
         while True:
             outputs = self._ingest.outputs(detector=True)
             add(outputs)
+            transactions = self._ingest.detector_transactions
             try:
+                if transactions is not None:  # exactly_once: committed as one transaction, or aborted
+                    return await transactions.run(outputs)
                 sent = await outputs.send_batches()
                 await asyncio.gather(*(written.delivered for written in sent))
                 return sent
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker's answer; stopping the worker cancels the wait instead
+                if transactions is not None and isinstance(exc, FATAL):
+                    raise  # fenced: another process has this worker's transactional id
                 self._counters.detector_send_retries += 1
                 # No data in the message: the exception's type names the broker's answer.
                 log.warning("detector: sending alerts or state failed (%s); retrying", type(exc).__name__)
+                if transactions is not None:
+                    transactions.recover()  # this batch is the one retried: nothing after it was sent
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 

@@ -37,6 +37,7 @@ from config.settings import Settings
 from pipeline import kafka_clients
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, Source, observation_batch, route_record, topic_names
+from pipeline.transactions import TransactionAborted, Transactions, transactional_id
 from transforms.event_id import EventIds
 from transforms.event_time import Entry, PartitionClocks
 from transforms.model import OBSERVATION_ROW_LENGTH
@@ -258,6 +259,10 @@ class BatchIngest(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._detector_producer: AIOKafkaProducer | None = None
+        # exactly_once (pipeline/transactions.py): each poll's outputs and offsets commit as one transaction; the
+        # detector's alerts and state likewise, on its producer. None with at_least_once.
+        self._transactions: Transactions | None = None
+        self.detector_transactions: Transactions | None = None
         # Event time per input partition (transforms/event_time.py): the watermark every observation message
         # carries, and which partitions to pause because they run ahead of the slowest.
         self.clocks = PartitionClocks(
@@ -279,11 +284,17 @@ class BatchIngest(Service):
     async def on_start(self) -> None:
         settings = self._settings
 
-        self._producer = kafka_clients.batch_producer(settings, f"{settings.app_id}-ingest")
+        self._producer = kafka_clients.batch_producer(
+            settings, f"{settings.app_id}-ingest", transactional_id=transactional_id(settings, "ingest")
+        )
         # The detector's own: an aiokafka producer keeps one request in flight per broker, so sharing it
         # queued the detector's writes behind the ingest's.
         self._detector_producer = (
-            kafka_clients.batch_producer(settings, f"{settings.app_id}-detector") if self._detecting else None
+            kafka_clients.batch_producer(
+                settings, f"{settings.app_id}-detector", transactional_id=transactional_id(settings, "detector")
+            )
+            if self._detecting
+            else None
         )
         self._consumer = kafka_clients.consumer(
             settings,
@@ -297,6 +308,10 @@ class BatchIngest(Service):
         await self._producer.start()
         if self._detector_producer is not None:
             await self._detector_producer.start()
+        if kafka_clients.exactly_once(settings):
+            self._transactions = Transactions(self._producer, self.group_id)
+            if self._detector_producer is not None:
+                self.detector_transactions = Transactions(self._detector_producer)
         for output, topic in self._names.items():
             if output is Output.OBSERVATIONS and not self._detecting:
                 continue
@@ -341,10 +356,43 @@ class BatchIngest(Service):
         assert self._consumer is not None
         while len(self._pending) > keep:
             delivered, offsets = self._pending[0]
-            await delivered
+            try:
+                await delivered
+            except TransactionAborted:
+                await self._rewind()
+                return
             self._pending.popleft()
             if offsets:  # a watermark alone commits nothing
                 await self._consumer.commit(offsets)
+
+    async def _rewind(self) -> None:
+        """exactly_once: a poll's transaction aborted. It and the polls after it (whose transactions fail unwritten)
+        are read again from the committed offsets; nothing of them is visible to read_committed readers."""
+        assert self._consumer is not None
+        assert self._transactions is not None
+        pending, self._pending = list(self._pending), deque()
+        for delivered, _ in pending:
+            with contextlib.suppress(TransactionAborted):
+                await delivered
+        consumer = self._consumer
+        for tp in consumer.assignment():
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" would
+            else:
+                consumer.seek(tp, committed)
+            self._next_offsets.pop(tp, None)
+        self._transactions.recover()
+        log.warning("ingest: a transaction aborted; reading again from the committed offsets")
+
+    async def _deliver(
+        self, outputs: PollOutputs, offsets: dict[Any, int]
+    ) -> tuple[asyncio.Future[Any], dict[Any, int]]:
+        """Hand a poll's outputs over: (what to wait for, the offsets to commit after it). at_least_once: the batches'
+        acknowledgements, then a commit (_settle); exactly_once: a transaction that carries the offsets itself."""
+        if self._transactions is not None:
+            return self._transactions.submit(outputs, offsets), {}
+        return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), offsets
 
     @Service.task
     async def _consume(self) -> None:
@@ -419,7 +467,7 @@ class BatchIngest(Service):
     async def _send_watermark(self) -> tuple[asyncio.Future[Any], dict[Any, int]]:
         outputs = self.outputs()
         self._add_observations(outputs, [])
-        return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), {}
+        return await self._deliver(outputs, {})
 
     def _add_observations(self, outputs: PollOutputs, rows: list[tuple[str, bytes]]) -> None:
         topic = self._names[Output.OBSERVATIONS]
@@ -462,5 +510,5 @@ class BatchIngest(Service):
         if detecting:
             self._add_observations(outputs, observation_rows)
         # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash
-        # in between replays the poll (at-least-once), it never skips it.
-        return asyncio.gather(*(batch.delivered for batch in await outputs.send_batches())), offsets
+        # in between replays the poll (at-least-once), it never skips it. exactly_once: in the poll's transaction.
+        return await self._deliver(outputs, offsets)

@@ -78,7 +78,18 @@ def client_options(connection: KafkaConnection) -> dict[str, Any]:
     return options
 
 
+def exactly_once(settings: Settings) -> bool:
+    """Whether the worker runs with ``PSEUDO_PROCESSING_GUARANTEE=exactly_once`` (pipeline/transactions.py)."""
+    return settings.processing_guarantee == "exactly_once"
+
+
+def read_options(settings: Settings) -> dict[str, Any]:
+    """How a consumer reads: with exactly_once, only committed transactions (an aborted poll's outputs never show)."""
+    return {"isolation_level": "read_committed"} if exactly_once(settings) else {}
+
+
 def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    options = {**read_options(settings), **options}
     return AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 
 
@@ -100,11 +111,23 @@ def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(settings.kafka), **options)
 
 
-def batch_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
-    """The producer that takes a poll's outputs as whole record batches (``PollOutputs``): ingest, detector, release."""
+def batch_producer(settings: Settings, client_id: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """The producer that takes a poll's outputs as whole record batches (``PollOutputs``): ingest, detector, release.
+
+    ``transactional_id`` (exactly_once; pipeline/transactions.py names it): a transactional producer. Its
+    transactions last one poll, so they time out after the session timeout: a worker killed mid-transaction and
+    replaced by another one (another id, which cannot fence it) holds read_committed readers back that long at most.
+    """
+    transactional: dict[str, Any] = {}
+    if transactional_id is not None:
+        transactional = {
+            "transactional_id": transactional_id,
+            "transaction_timeout_ms": int(settings.session_timeout_s * 1000),
+        }
     return producer(
         settings,
         client_id=client_id,
+        **transactional,
         acks="all",
         # A send retried after a leader change (a broker of the cluster lost) must not write its batch twice.
         enable_idempotence=True,
@@ -113,6 +136,13 @@ def batch_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         linger_ms=0,
         max_batch_size=settings.producer_batch_bytes,
     )
+
+
+def faust_guarantee(settings: Settings) -> dict[str, Any]:
+    """``faust.App`` keyword arguments for the guarantee: with exactly_once, faust's own processing guarantee, which is
+    what makes its consumer read_committed (faust has no separate isolation setting) and commits the detector's input
+    offsets in faust's per-partition transactions. Nothing for at_least_once (faust's default)."""
+    return {"processing_guarantee": "exactly_once"} if exactly_once(settings) else {}
 
 
 def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:

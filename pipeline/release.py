@@ -35,6 +35,7 @@ from pipeline import kafka_clients
 from pipeline.ingest import PollOutputs
 from pipeline.metrics import RouteCounters
 from pipeline.routing import Output, closed_window_messages, topic_names
+from pipeline.transactions import TransactionAborted, Transactions, transactional_id
 from transforms.event_id import EventIds
 from transforms.release import AggregateParams, ClosedWindow, ReleaseParams, ReleaseRow, ReleaseStage
 
@@ -114,6 +115,7 @@ class ReleaseService(Service):
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._transactions: Transactions | None = None  # exactly_once: outputs, progress and offsets together
         self._partition_counts: dict[str, int] = {}
         self._names = topic_names(settings, (Output.ANALYTICS, Output.AGGREGATES))
         self._polls = 0
@@ -127,8 +129,12 @@ class ReleaseService(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = kafka_clients.batch_producer(settings, self.group_id)
+        self._producer = kafka_clients.batch_producer(
+            settings, self.group_id, transactional_id=transactional_id(settings, "release")
+        )
         await self._producer.start()
+        if kafka_clients.exactly_once(settings):
+            self._transactions = Transactions(self._producer, self.group_id)
         self._admin = kafka_clients.admin(settings, client_id=self.group_id)
         await self._admin.start()
         self._offsets = kafka_clients.consumer(settings, enable_auto_commit=False)
@@ -259,9 +265,31 @@ class ReleaseService(Service):
             written[TopicPartition(self._settings.release_topic, p)] = partition
         if not written:
             return
+        if self._transactions is not None:
+            await self._transact(outputs, {tp: self._commit_offset(partition) for tp, partition in written.items()})
+            return
         await asyncio.gather(*(batch.delivered for batch in await outputs.send_batches()))
         # Only now, with the outputs and the progress record acknowledged, may the offsets move on.
         await self._consumer.commit({tp: self._commit_offset(partition) for tp, partition in written.items()})
+
+    async def _transact(self, outputs: PollOutputs, offsets: dict[TopicPartition, int]) -> None:
+        """exactly_once: the closed windows' records, the progress record and the offsets commit together. Aborted,
+        none of it is visible: every partition is read again from its committed offset and its windows rebuilt."""
+        assert self._transactions is not None
+        assert self._consumer is not None
+        try:
+            await self._transactions.run(outputs, offsets)
+        except TransactionAborted:
+            consumer = self._consumer
+            for tp in consumer.assignment():
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            self._partitions.clear()
+            self._transactions.recover()
+            log.warning("release: a transaction aborted; reading again from the committed offsets")
 
     async def _input_drained(self, now: float) -> bool:
         """Whether the ingest has read and committed the whole input topic: only then is a quiet release topic
