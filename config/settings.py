@@ -143,13 +143,16 @@ class Settings(BaseModel):
     # Event time across partitions (transforms/event_time.py; README "Delivery and recovery"). The detector applies
     # each subject's observations in event-time order once the watermark (the slowest input partition's event time
     # less event_time_disorder_s) has passed them; the ingest pauses partitions read more than align_max_ahead_s
-    # ahead of the slowest (0: never); a partition at its log end for partition_idle_s, or a silent writer, stops
-    # holding event time back. A subject buffers at most detector_max_buffered observations (the oldest are then
-    # applied early), and keeps its applied input positions for detector_replay_horizon_s of event time after
-    # everything else of it is gone, so that a replay is still recognised.
+    # ahead of the slowest (0: never); a partition at its log end for partition_idle_s stops holding event time back,
+    # and so does an ingest (a writer of observations) the detector has not heard from for watermark_writer_timeout_s
+    # (the detector also waits that long after a start, to hear every live one). A subject buffers at most
+    # detector_max_buffered observations (the oldest are then applied early), and keeps its applied input positions
+    # for detector_replay_horizon_s of event time after everything else of it is gone, so that a replay is still
+    # recognised.
     event_time_disorder_s: float = Field(5.0, ge=0, le=3600)
     align_max_ahead_s: float = Field(60.0, ge=0)
-    partition_idle_s: float = Field(5.0, gt=0, le=300)
+    partition_idle_s: float = Field(1.0, gt=0, le=300)
+    watermark_writer_timeout_s: float = Field(5.0, ge=1, le=300)
     detector_max_buffered: int = Field(10_000, ge=1, le=1_000_000)
     detector_replay_horizon_s: float = Field(3600.0, ge=0)
     # Standby copies of the detector table on other workers (faust's default is 1): each one replays another

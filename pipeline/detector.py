@@ -137,7 +137,7 @@ class StreamDetector:
             log.warning("detector: skipped an undecodable observation batch (reason observation_batch)")
             return
         if message.writer is not None:
-            clock = self._watermarks.setdefault(partition, WriterWatermarks(self._settings.partition_idle_s))
+            clock = self._watermarks.setdefault(partition, WriterWatermarks(self._settings.watermark_writer_timeout_s))
             clock.heard(message.writer, message.watermark, event.message.timestamp)  # faust's: in seconds
         due = self._due.setdefault(partition, DueSubjects())
         for subject, entries in message.groups:
@@ -253,11 +253,16 @@ class StreamDetector:
         with _naming_events(stream) as name:
             for key, (partition, value) in values.items():
                 name(self._owners[partition])
-                if value is None:
-                    if store.get(key) is not None:
-                        del store[key]
-                else:
-                    store[key] = value
+                try:
+                    if value is None:
+                        if store.get(key) is not None:
+                            del store[key]
+                    else:
+                        store[key] = value
+                except Exception as exc:
+                    # A partition revoked while the sends were awaited: its database may be closed. The changelog
+                    # already holds the state, and its new owner restores it from there; this worker goes on.
+                    log.warning("detector: store write skipped (%s); the changelog holds the state", type(exc).__name__)
         for written in sent:
             if written.topic != changelog:  # the alerts of the same transaction
                 continue

@@ -430,10 +430,10 @@ class BatchIngest(Service):
 
     def _watermark_due(self) -> bool:
         """Idle input: send the watermark when it moved (idle partitions stop holding it back, so the detector
-        releases what it buffers), and every partition_idle_s / 2 anyway: a writer that stays silent for
-        partition_idle_s is taken for gone."""
+        releases what it buffers), and at least every second anyway: a writer that stays silent for
+        watermark_writer_timeout_s (5 s or more) is taken for gone."""
         since = time.monotonic() - self._watermark_sent_at
-        if since >= self._settings.partition_idle_s / 2:
+        if since >= min(1.0, self._settings.watermark_writer_timeout_s / 2):
             return True
         return since >= 0.2 and self.clocks.watermark(time.monotonic()) != self._watermark_sent
 
@@ -451,7 +451,7 @@ class BatchIngest(Service):
             position = self._next_offsets.get(tp)
             if position is None and highwater is not None:
                 position = await consumer.position(tp)  # known once fetched: returns at once
-            at_end = highwater is not None and position is not None and position >= highwater
+            at_end = None if highwater is None or position is None else position >= highwater
             clocks.position(tp.partition, at_end=at_end, now=now)
         if self._settings.align_max_ahead_s <= 0:
             return

@@ -49,9 +49,9 @@ def worker_env(bootstrap: str, topics: dict[str, str], keys: Path, data_dir: Pat
             "PSEUDO_METRICS_PORT": str(free_port()),
             "PSEUDO_STATS_INTERVAL_S": "2",
             "PSEUDO_DETECTOR_EXPIRE_INTERVAL_S": "1",  # the expiry timer must run (and not crash) in tests
-            # An input at its end releases what the detector buffers after this long (5 s by default): within
-            # the 2 s for which wait_for_input_count wants the counters still.
-            "PSEUDO_PARTITION_IDLE_S": "1",
+            # The detector waits this long (5 s by default) after a start before it releases anything: within the
+            # 2 s for which wait_for_input_count wants the counters still.
+            "PSEUDO_WATERMARK_WRITER_TIMEOUT_S": "1",
             **extra,
         }
     )
