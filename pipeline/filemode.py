@@ -123,8 +123,8 @@ def process_files(
                     subject, row = observation.subject, observation.to_row()
                     states[subject] = state = ordered.accept(states.get(subject), [(None, None, row)], tally)
                     due.push(subject, ordered.earliest(state))
-                    if math.isfinite(observation.time):
-                        latest = max(latest, observation.time)
+                    if observation.timed and math.isfinite(observation.time):
+                        latest = max(latest, observation.time)  # only records' own times move event time on
                 release(latest - settings.event_time_disorder_s)
         if ordered is not None:
             release(math.inf)  # the end of the input: everything read is final

@@ -486,7 +486,8 @@ class BatchIngest(Service):
         detecting, isfinite, event_ids = self._detecting, math.isfinite, self._event_ids
         for tp, messages in polled.items():
             partition = tp.partition
-            latest: float | None = None
+            latest: float | None = None  # of records' own times
+            latest_any: float | None = None  # ingest times of records without a plausible one included
             for message in messages:
                 payload = message.value or b""
                 ingest = fromtimestamp(message.timestamp / 1000, UTC) if message.timestamp > 0 else now(UTC)
@@ -498,15 +499,18 @@ class BatchIngest(Service):
                 for output, key, value in routed.messages:
                     outputs.add(names[output], key, value)
                 for observation in routed.outcome.observations:
-                    if isfinite(observation.time) and (latest is None or observation.time > latest):
-                        latest = observation.time
+                    if isfinite(observation.time):
+                        if latest_any is None or observation.time > latest_any:
+                            latest_any = observation.time
+                        if observation.timed and (latest is None or observation.time > latest):
+                            latest = observation.time
                 if detecting:
                     offset = message.offset
                     observation_rows.extend(
                         (subject, positioned_row(partition, offset, row)) for subject, row in routed.observation_rows
                     )
             offsets[tp] = self._next_offsets[tp] = messages[-1].offset + 1
-            self.clocks.read(partition, latest)
+            self.clocks.read(partition, latest, latest_any)
         if detecting:
             self._add_observations(outputs, observation_rows)
         # Offsets are committed only once the broker holds every output of the poll (see _settle): a crash

@@ -133,6 +133,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from transforms.model import EventKind, Observation, SshOutcome
@@ -600,6 +601,10 @@ def distinct_cap(rule: BucketRule) -> int:
 # --------------------------------------------------------------------------------------------- output
 
 
+def _sample_order(sample: dict[str, Any]) -> tuple[float, bytes]:
+    return sample["t"], orjson.dumps(sample)
+
+
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(math.floor(unix), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -939,8 +944,9 @@ class Detector:
             samples: list[dict[str, Any]] = bucket["e"]
             samples.append(_sample(obs))
             if len(samples) > self._evidence:
-                # keep the newest by event time (out-of-order samples may arrive after newer ones)
-                samples.sort(key=lambda sample: sample["t"])
+                # keep the newest by event time (out-of-order samples may arrive after newer ones; equal times in
+                # the canonical order, so that which one goes does not depend on the order they came in)
+                samples.sort(key=_sample_order)
                 del samples[0]
         overflow = rule.pour(bucket, t)
         if overflow is None:
@@ -965,7 +971,9 @@ class Detector:
         source = _source(obs)
         if source:
             alert["source"] = source
-        samples = sorted((s for s in bucket["e"] if s["t"] <= at), key=lambda sample: sample["t"])
+        # Equal times in one canonical order (then by content), not in the order they were applied: the stream and
+        # the file mode may apply a second's lines in another order when some came after the watermark.
+        samples = sorted((s for s in bucket["e"] if s["t"] <= at), key=_sample_order)
         alert["evidence"] = [
             {"time": _iso(sample["t"]), **{k: v for k, v in sample.items() if k != "t"}}
             for sample in samples[-self._evidence :]

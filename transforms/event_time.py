@@ -194,7 +194,8 @@ class OrderedDetector:
 
 @dataclass(slots=True)
 class _Partition:
-    high: float | None = None  # latest observation time read
+    high: float | None = None  # latest observation time read (records' own times)
+    high_any: float | None = None  # the same, ingest times of records without a plausible time included
     read: bool = False  # records were read since the assignment
     assigned_at: float = 0.0  # wall time
     caught_up_since: float | None = None  # wall time since the partition has been at its log end
@@ -222,12 +223,20 @@ class PartitionClocks:
     def assigned(self) -> bool:
         return bool(self._partitions)
 
-    def read(self, partition: int, latest_time: float | None) -> None:
-        """Records were read from ``partition``; ``latest_time`` is their latest observation time, if any."""
+    def read(self, partition: int, latest_time: float | None, latest_any: float | None = None) -> None:
+        """Records were read from ``partition``: ``latest_time`` is the latest of their observations' own times,
+        ``latest_any`` the latest including times that are the ingest time of a record without a plausible one.
+
+        Only records' own times move event time on: one record with a broken clock (its ingest time, days ahead
+        of a replayed log) would otherwise pass the watermark over everything else (found by the fault campaign).
+        """
         state = self._partitions.setdefault(partition, _Partition())
         state.read = True
         if latest_time is not None and (state.high is None or latest_time > state.high):
             state.high = latest_time
+        latest_any = latest_time if latest_any is None else latest_any
+        if latest_any is not None and (state.high_any is None or latest_any > state.high_any):
+            state.high_any = latest_any
 
     def position(self, partition: int, *, at_end: bool | None, now: float) -> None:
         """Whether ``partition`` is caught up with its log end (nothing more to read right now); None: not known
@@ -268,7 +277,7 @@ class PartitionClocks:
             return None
         if highs:
             return min(highs) - self._disorder
-        known = [state.high for state in self._partitions.values() if state.high is not None]
+        known = [state.high_any for state in self._partitions.values() if state.high_any is not None]
         # Every partition idle: everything read is final, release it all.
         return max(known) if known else None
 

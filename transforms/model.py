@@ -134,6 +134,9 @@ class Observation:
     asn: int | None = None
     as_org: str | None = None
     repeat: int = 1  # identical events this one stands for (Event.repeat): the detector counts each
+    # Its time is the record's own (not the ingest time a record without a plausible one gets): only such times
+    # move event time on (transforms/event_time.py). Not carried on the observation topic.
+    timed: bool = field(default=True, compare=False)
 
     def to_row(self) -> list[Any]:
         """The positional form the observation topic carries, without ``subject`` (it keys the row's group).
@@ -175,4 +178,4 @@ class Observation:
 
 
 # Every field but ``subject``, in declaration order: the length of :meth:`Observation.to_row`.
-OBSERVATION_ROW_LENGTH: Final = len(Observation.__slots__) - 1
+OBSERVATION_ROW_LENGTH: Final = len(Observation.__slots__) - 2  # subject keys the row's group; timed stays local

@@ -231,4 +231,5 @@ def _observation(shared: dict[str, Any], subject: Subject, signals: list[Signal]
         asn=geo.get("asn"),
         as_org=geo.get("as_org"),
         repeat=event.repeat,
+        timed=event.time_flag is None,
     )

@@ -246,3 +246,12 @@ def test_equal_event_times_are_applied_in_one_order_whatever_their_arrival() -> 
         kept, alerts = ordered.release("s-a", state, T0 + 10, tally)
         results.append((orjson.dumps(alerts), orjson.dumps(kept)))
     assert results[0] == results[1] == results[2]
+
+
+def test_a_record_without_its_own_time_does_not_move_event_time() -> None:
+    clocks = PartitionClocks(disorder_s=0, max_ahead_s=60, idle_s=1)
+    clocks.assign([0], now=0)
+    clocks.read(0, T0, T0 + 86_400)  # one record dated by its ingest time, a day ahead of the log
+    assert clocks.watermark(now=0.5) == T0
+    clocks.position(0, at_end=True, now=0.5)
+    assert clocks.watermark(now=2) == T0 + 86_400  # at the end everything read is released, that one too
