@@ -86,6 +86,7 @@ _HEX_RE: Final = re.compile(r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}
 _B64_RE: Final = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 _B64_PARTS_RE: Final = re.compile(r"[-_.~]+")
 _RUN_SEPARATOR_RE: Final = re.compile(r"[-_/+]")
+_PIECE_SEPARATOR_RE: Final = re.compile(r"([/+])")  # kept in the split: pieces are joined back as they were
 _MAX_CUTS: Final = 3
 _DIGIT_RE: Final = re.compile(r"\d")
 # One scan for the fast path: the characters or words some rule needs (or a 16-character run, for tokens).
@@ -323,12 +324,23 @@ def looks_random(token: str, min_length: int = MIN_TOKEN_LENGTH) -> bool:
 
 
 def _b64(m: re.Match[str]) -> str:
-    text = m.group()
+    return _b64_run(m.group())
+
+
+def _b64_run(text: str) -> str:
     collapsed = _REPEATED_CHAR_RE.sub(r"\1", text)
     if looks_random(text) or (collapsed != text and looks_random(collapsed)):
         # The second test sees through padding: a token followed by a run of one character ("...Tbm0100000000")
         # has too little entropy as a whole, and is as identifying as the token alone.
         return "{token}"
+    if "/" in text or "+" in text:
+        # Base64's "/" and "+" also join path segments and words: a token followed by a hundred "/a" ("<token>/a/a/
+        # ...", found by the fuzz test in a kept query value) reads as words as a whole and at every cut near its
+        # ends. Each piece between them is judged on its own.
+        pieces = _PIECE_SEPARATOR_RE.split(text)
+        judged = "".join(_b64_run(piece) if len(piece) >= MIN_TOKEN_LENGTH else piece for piece in pieces)
+        if judged != text:
+            return judged
     # A token joined to words by "-" or "_" ("report-<token>", "<token>_thumb"): the run as a whole reads
     # as words, so the run is also judged without up to three parts at its head, or at its tail.
     cuts = [m.start() for m in _RUN_SEPARATOR_RE.finditer(text)]
