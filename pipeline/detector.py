@@ -290,10 +290,17 @@ class StreamDetector:
                 self._counters.detector_send_retries += 1
                 # No data in the message: the exception's type names the broker's answer.
                 log.warning("detector: sending alerts or state failed (%s); retrying", type(exc).__name__)
-                if transactions is not None:
-                    transactions.recover()  # this batch is the one retried: nothing after it was sent
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+                if transactions is not None:
+                    transactions.recover()  # this batch is the one retried: nothing after it was sent
+                else:
+                    # Retrying on the same idempotent producer after an outage kept failing with
+                    # OutOfOrderSequenceNumber (found by the fault campaign: two alerts never sent).
+                    try:
+                        await self._ingest.renew_detector_producer()
+                    except Exception as renew:  # the broker still away: the next round tries again
+                        log.warning("detector: cannot renew its producer yet (%s)", type(renew).__name__)
 
 
 def install(

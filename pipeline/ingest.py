@@ -277,6 +277,17 @@ class BatchIngest(Service):
         self._watermark_sent: float | None = None
 
     @property
+    def _client_id(self) -> str:
+        return f"{self._settings.app_id}-ingest"
+
+    async def renew_detector_producer(self) -> None:
+        """A fresh producer for the detector after a failed send (at_least_once; see _rewind)."""
+        settings = self._settings
+        self._detector_producer = await kafka_clients.replace_producer(
+            self._detector_producer, lambda: kafka_clients.batch_producer(settings, f"{settings.app_id}-detector")
+        )
+
+    @property
     def group_id(self) -> str:
         # Its own group: faust's consumer group uses faust's own assignor protocol for the detector's topics.
         return f"{self._settings.app_id}-ingest"
@@ -285,7 +296,7 @@ class BatchIngest(Service):
         settings = self._settings
 
         self._producer = kafka_clients.batch_producer(
-            settings, f"{settings.app_id}-ingest", transactional_id=transactional_id(settings, "ingest")
+            settings, self._client_id, transactional_id=transactional_id(settings, "ingest")
         )
         # The detector's own: an aiokafka producer keeps one request in flight per broker, so sharing it
         # queued the detector's writes behind the ingest's.
@@ -358,32 +369,57 @@ class BatchIngest(Service):
             delivered, offsets = self._pending[0]
             try:
                 await delivered
-            except TransactionAborted:
-                await self._rewind()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an aborted transaction, or a send the producer gave up on (a long outage)
+                if self._transactions is not None and not isinstance(exc, TransactionAborted):
+                    raise
+                await self._rewind(exc)
                 return
             self._pending.popleft()
             if offsets:  # a watermark alone commits nothing
-                await self._consumer.commit(offsets)
+                try:
+                    await self._consumer.commit(offsets)
+                except Exception as exc:
+                    # Not committed (a rebalance, the coordinator away): the next commit covers these offsets, or
+                    # the next owner reads the poll again; at-least-once either way. The worker goes on.
+                    log.warning("ingest: commit failed (%s); a later commit covers it", type(exc).__name__)
 
-    async def _rewind(self) -> None:
-        """exactly_once: a poll's transaction aborted. It and the polls after it (whose transactions fail unwritten)
-        are read again from the committed offsets; nothing of them is visible to read_committed readers."""
+    async def _rewind(self, cause: Exception) -> None:
+        """A poll's outputs did not all reach the broker (exactly_once: its transaction aborted). It and the polls
+        after it are read again from the committed offsets (with exactly_once, nothing of them is visible to
+        read_committed readers; with at_least_once, what did arrive is repeated, under the same event ids). With
+        at_least_once the producer is replaced: an idempotent producer that lost track of its sequence numbers
+        (OutOfOrderSequenceNumber after a broker outage) does not recover by retrying."""
         assert self._consumer is not None
-        assert self._transactions is not None
         pending, self._pending = list(self._pending), deque()
         for delivered, _ in pending:
-            with contextlib.suppress(TransactionAborted):
+            with contextlib.suppress(Exception):
                 await delivered
-        consumer = self._consumer
-        for tp in consumer.assignment():
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" would
-            else:
-                consumer.seek(tp, committed)
-            self._next_offsets.pop(tp, None)
-        self._transactions.recover()
-        log.warning("ingest: a transaction aborted; reading again from the committed offsets")
+        log.warning(
+            "ingest: outputs not delivered (%s); reading again from the committed offsets", type(cause).__name__
+        )
+        consumer, delay = self._consumer, 0.5
+        while not self.should_stop:
+            try:
+                if self._transactions is None:
+                    self._producer = await kafka_clients.replace_producer(
+                        self._producer, lambda: kafka_clients.batch_producer(self._settings, self._client_id)
+                    )
+                for tp in consumer.assignment():
+                    committed = await consumer.committed(tp)
+                    if committed is None:
+                        await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" would
+                    else:
+                        consumer.seek(tp, committed)
+                    self._next_offsets.pop(tp, None)
+                break
+            except Exception as exc:  # the broker still away: try again
+                log.warning("ingest: cannot rewind yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if self._transactions is not None:
+            self._transactions.recover()
 
     async def _deliver(
         self, outputs: PollOutputs, offsets: dict[Any, int]

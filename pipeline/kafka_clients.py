@@ -7,8 +7,11 @@ pass through a log line, an exception message or a ``repr`` of the settings.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -168,3 +171,23 @@ def faust_options(connection: KafkaConnection) -> dict[str, Any]:
         username=connection.sasl_username, password=password, ssl_context=context, mechanism=mechanism
     )
     return {"broker_credentials": credentials}
+
+
+async def replace_producer(old: AIOKafkaProducer | None, make: Callable[[], AIOKafkaProducer]) -> AIOKafkaProducer:
+    """A started producer in place of one whose sends failed (the old one is stopped, whatever it says).
+
+    An idempotent producer whose batches failed during a broker outage can be left with sequence numbers the broker
+    refuses (OutOfOrderSequenceNumber) on every retry: a new producer gets a new producer id. Raises if the new one
+    cannot start (the broker still away); the caller retries.
+    """
+    if old is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), timeout=5)
+    producer = make()
+    try:
+        await producer.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        raise
+    return producer

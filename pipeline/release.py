@@ -268,9 +268,18 @@ class ReleaseService(Service):
         if self._transactions is not None:
             await self._transact(outputs, {tp: self._commit_offset(partition) for tp, partition in written.items()})
             return
-        await asyncio.gather(*(batch.delivered for batch in await outputs.send_batches()))
-        # Only now, with the outputs and the progress record acknowledged, may the offsets move on.
-        await self._consumer.commit({tp: self._commit_offset(partition) for tp, partition in written.items()})
+        try:
+            await asyncio.gather(*(batch.delivered for batch in await outputs.send_batches()))
+            # Only now, with the outputs and the progress record acknowledged, may the offsets move on.
+            await self._consumer.commit({tp: self._commit_offset(partition) for tp, partition in written.items()})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A broker outage the producer gave up on (this crashed the whole worker, found by the fault campaign):
+            # read the windows again from the committed offsets, on a new producer, and write them again (what did
+            # arrive is repeated under the same event ids).
+            log.warning("release: outputs not delivered (%s); reading again from committed offsets", type(exc).__name__)
+            await self._reread(renew=True)
 
     async def _transact(self, outputs: PollOutputs, offsets: dict[TopicPartition, int]) -> None:
         """exactly_once: the closed windows' records, the progress record and the offsets commit together. Aborted,
@@ -280,16 +289,34 @@ class ReleaseService(Service):
         try:
             await self._transactions.run(outputs, offsets)
         except TransactionAborted:
-            consumer = self._consumer
-            for tp in consumer.assignment():
-                committed = await consumer.committed(tp)
-                if committed is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed)
-            self._partitions.clear()
+            await self._reread(renew=False)
             self._transactions.recover()
             log.warning("release: a transaction aborted; reading again from the committed offsets")
+
+    async def _reread(self, *, renew: bool) -> None:
+        """Seek every partition back to its committed offset and forget its windows (they are rebuilt from the rows
+        read again); ``renew``: on a new producer first. Retried while the broker is away."""
+        assert self._consumer is not None
+        consumer, delay = self._consumer, 0.5
+        while not self.should_stop:
+            try:
+                if renew:
+                    self._producer = await kafka_clients.replace_producer(
+                        self._producer, lambda: kafka_clients.batch_producer(self._settings, self.group_id)
+                    )
+                    renew = False
+                for tp in consumer.assignment():
+                    committed = await consumer.committed(tp)
+                    if committed is None:
+                        await consumer.seek_to_beginning(tp)
+                    else:
+                        consumer.seek(tp, committed)
+                self._partitions.clear()
+                return
+            except Exception as exc:
+                log.warning("release: cannot read again yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _input_drained(self, now: float) -> bool:
         """Whether the ingest has read and committed the whole input topic: only then is a quiet release topic
