@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "0 skips them)",
     )
     parser.add_argument(
+        "--guarantee-pairs",
+        type=int,
+        default=0,
+        help="product runs with PSEUDO_PROCESSING_GUARANTEE at_least_once and exactly_once, alternating, in pairs, "
+        "each with its latency (default 0: none)",
+    )
+    parser.add_argument(
         "--profile-product",
         type=Path,
         metavar="DIR",
@@ -82,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         controller_port=args.port + 1,
         profile_dir=args.profile_product,
         product_env=tuple(_setting(item) for item in args.product_env),
+        guarantee_pairs=max(0, args.guarantee_pairs),
         notes=tuple(args.note) + tuple(f"product setting: {item}" for item in args.product_env),
         command=shlex.join(["python", "-m", "benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)]),
     )

@@ -108,6 +108,7 @@ class Options:
     notes: tuple[str, ...] = ()  # remarks from the command line, recorded with the results
     product_env: tuple[tuple[str, str], ...] = ()  # extra PSEUDO_* settings for the product (a knob's effect)
     release_pairs: int = 2  # product runs with the release on and off, alternating (on, off, off, on, ...)
+    guarantee_pairs: int = 0  # product runs at_least_once and exactly_once, alternating, each with its latency
 
 
 class SystemFailed(RuntimeError):
@@ -419,6 +420,7 @@ class Run:
         run: int = 0,
         without_detection: bool = False,
         without_release: bool = False,
+        guarantee: str | None = None,
     ) -> dict[str, Any]:
         """Events/s over the shared input, written to a fresh topic once every process has joined its consumer
         groups: start-up, group join and first partition assignment stay outside the window, and no process
@@ -428,6 +430,7 @@ class Run:
         tag = ("tput" if processes == 1 else f"tput{processes}p") + (f"r{run}" if run else "")
         tag += "-nodet" if without_detection else ""
         tag += "-norel" if without_release else ""
+        tag += f"-{guarantee.replace('_', '')}" if guarantee else ""
         app, topics = self._names(system, tag)
         outputs = list(topics.values())
         await self.inspector.create_topics(outputs, self.options.partitions, log_append_time=True)
@@ -436,6 +439,11 @@ class Run:
         # The product's detector runs behind a repartition topic: it is done when that topic is consumed, and
         # its last state update (the table's changelog, CreateTime = send time) can come after the last output.
         internal = [f"{app}-observations"] if detecting else []
+        if guarantee == "exactly_once":
+            # The observation topic then holds a transaction marker after each poll's messages, and faust's committed
+            # offset crawls behind it (README "Delivery and recovery"): the detector is done when its changelog and the
+            # abuse topic have settled (_settled_ends below) instead.
+            internal = []
         window_topics = outputs + ([f"{app}-detector-state-changelog"] if detecting else [])
         release_topic = f"{app}-release"
         if releasing:
@@ -457,6 +465,8 @@ class Run:
         )
         policy = self._policy(detection=not without_detection, release=not without_release)
         extra = {"PSEUDO_POLICY": str(policy)} if policy else {}
+        if guarantee:
+            extra["PSEUDO_PROCESSING_GUARANTEE"] = guarantee
         idle_s = float(self._product_setting("release_idle_close_s")) if releasing else 0.0
         procs = [self._spawn(system, app, topics, input_topic, i, extra) for i in range(processes)]
         sampler = Sampler(self._groups(procs))
@@ -489,9 +499,12 @@ class Run:
                 # to the first row of the oldest open window: all of it once the idle close released every window).
                 consumed = [(app, topic) for topic in internal]
                 consumed += [(f"{app}-release", release_topic)] if releasing else []
+                # exactly_once: the ingest writes the release topic in transactions, and each partition's log ends
+                # with a commit marker, which a consumer reads past but never commits past.
+                slack = int(self._product_setting("release_partitions")) if guarantee == "exactly_once" else 0
                 for group, topic in consumed:
                     while True:
-                        end = sum((await self.inspector.end_offsets([topic])).values())
+                        end = sum((await self.inspector.end_offsets([topic])).values()) - slack
                         if await self.inspector.committed_total(group, topic) >= end:
                             break
                         self._check_alive(procs, app)
@@ -580,8 +593,8 @@ class Run:
 
     # ------------------------------------------------------------------------------------- latency
 
-    async def latency(self, system: str, max_rate: float) -> dict[str, Any]:
-        app, topics = self._names(system, "lat")
+    async def latency(self, system: str, max_rate: float, guarantee: str | None = None) -> dict[str, Any]:
+        app, topics = self._names(system, "lat" + (f"-{guarantee.replace('_', '')}" if guarantee else ""))
         input_topic = f"{app}.input"
         partitions = self.options.partitions
         probed, probed_partitions = topics["analytics"], partitions
@@ -597,8 +610,11 @@ class Run:
         self.log(
             f"{system}: latency at {', '.join(f'{p}%' for p in LATENCY_PCTS)} of {max_rate:.0f}/s, {seconds} s each"
         )
-        procs = [self._spawn(system, app, topics, input_topic, 0)]
+        extra = {"PSEUDO_PROCESSING_GUARANTEE": guarantee} if guarantee else None
+        procs = [self._spawn(system, app, topics, input_topic, 0, extra)]
         probe = Probe(self.broker.bootstrap, probed, probed_partitions)
+        if guarantee == "exactly_once":
+            probe.isolation_level = "read_committed"
         pacer = Pacer(self.broker.bootstrap, input_topic, marker_templates(self.inputs.records), partitions)
         phases: list[Phase] = []
         try:
@@ -676,6 +692,49 @@ class Run:
             f"{result['on_cpu_s_per_million']} / {result['off_cpu_s_per_million']}, peak RSS {on_rss} / {off_rss} MB"
         )
         result["window_state"] = self.window_state()
+        return result
+
+    async def guarantee_side_by_side(self) -> dict[str, Any]:
+        """The product with PSEUDO_PROCESSING_GUARANTEE at_least_once and exactly_once, alternating on the same input
+        and broker (at, exactly, exactly, at, ...), each run's throughput followed by its latency at fractions of
+        that run's rate (read_committed for exactly_once)."""
+        runs: dict[str, list[dict[str, Any]]] = {"at_least_once": [], "exactly_once": []}
+        order = []
+        for pair in range(self.options.guarantee_pairs):
+            variants = ("at_least_once", "exactly_once") if pair % 2 == 0 else ("exactly_once", "at_least_once")
+            for variant in variants:
+                order.append(variant)
+                row = await self.throughput("product", run=200 + len(order), guarantee=variant)
+                if row["events_per_s"]:
+                    row["latency"] = await self.latency("product", row["events_per_s"], guarantee=variant)
+                runs[variant].append(row)
+
+        def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            latencies = [r["latency"]["phases"] for r in rows if "latency" in r]
+            return {
+                "events_per_s": _mean([r["events_per_s"] for r in rows]),
+                "runs": [r["events_per_s"] for r in rows],
+                "ingest_events_per_s": _mean([r["release"]["ingest_events_per_s"] for r in rows]),
+                "cpu_s_per_million": _mean([r["cpu_s_per_million"] for r in rows]),
+                "peak_rss_mb": _mean([r["peak_rss_mb"] for r in rows]),
+                "latency_ms": {
+                    str(pct): {
+                        "p50": _mean([phases[pct]["p50_ms"] for phases in latencies]),
+                        "p99": _mean([phases[pct]["p99_ms"] for phases in latencies]),
+                    }
+                    for pct in LATENCY_PCTS
+                },
+            }
+
+        result: dict[str, Any] = {"order": order, **{variant: summary(rows) for variant, rows in runs.items()}}
+        at, exactly = result["at_least_once"]["events_per_s"], result["exactly_once"]["events_per_s"]
+        result["ratio"] = round(exactly / at, 3) if at and exactly else None
+        result["cpu_ratio"] = _inverse_ratio(runs["exactly_once"], runs["at_least_once"])
+        result["runs_detail"] = {variant: [_compact(r) for r in rows] for variant, rows in runs.items()}
+        self.log(
+            f"guarantee exactly/at-least: {exactly} / {at} events/s (x{result['ratio']}), CPU s/M "
+            f"{result['exactly_once']['cpu_s_per_million']} / {result['at_least_once']['cpu_s_per_million']}"
+        )
         return result
 
     def window_state(self) -> dict[str, Any]:
@@ -757,6 +816,7 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] | None = None
     release: dict[str, Any] | None = None
+    guarantee: dict[str, Any] | None = None
     failed = False
     try:
         await inspector.start()
@@ -783,6 +843,13 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
                 failed = True
                 log(f"product release on/off: FAILED: {exc}")
                 release = {"error": str(exc)[:2000]}
+        if "product" in systems and options.guarantee_pairs and "error" not in rows.get("product", {"error": 1}):
+            try:
+                guarantee = await state.guarantee_side_by_side()
+            except SystemFailed as exc:
+                failed = True
+                log(f"product at_least_once/exactly_once: FAILED: {exc}")
+                guarantee = {"error": str(exc)[:2000]}
         if "product" in systems and not options.quick and "error" not in rows.get("product", {"error": 1}):
             try:
                 rows["product"]["without_detection"] = await state.throughput("product", without_detection=True)
@@ -837,6 +904,7 @@ async def run(options: Options, log: Log = print) -> dict[str, Any]:
         "systems": [_system_row(name, rows.get(name, {})) for name in systems],
         "product_scaling": scaling,
         "product_release": release,
+        "product_guarantee": guarantee,
         "config": {
             "events": len(inputs.records),
             "partitions": options.partitions,

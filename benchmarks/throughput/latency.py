@@ -96,10 +96,16 @@ class Probe:
     seen: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
+    # read_committed for a product with PSEUDO_PROCESSING_GUARANTEE=exactly_once: a record counts once its
+    # transaction commits, as its consumers see it
+    isolation_level: str = "read_uncommitted"
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            isolation_level=self.isolation_level,
         )
         await self._consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
