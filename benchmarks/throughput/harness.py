@@ -213,13 +213,25 @@ class Span:
         return self.ingest_end if self.release_end is None else max(self.ingest_end, self.release_end)
 
 
-def measured_window(per_topic: dict[str, tuple[float, float]], stage_topics: set[str], idle_s: float) -> Span:
+def measured_window(
+    per_topic: dict[str, tuple[float, float]],
+    stage_topics: set[str],
+    idle_s: float,
+    flush_topics: frozenset[str] = frozenset(),
+    flush_s: float = 0.0,
+) -> Span:
     """The span a run's events/s is read over, from (first, last) broker append times per output topic.
 
     ``stage_topics``: the topics the release stage writes (empty with the release off). Their last record comes
     from the idle close, ``idle_s`` after the stage read its last row: that wait is taken off, the closing itself
-    (generalization, released records) is not."""
-    ingest = [b for topic, (_, b) in per_topic.items() if topic not in stage_topics]
+    (generalization, released records) is not. ``flush_topics``: the detector's (its alerts and changelog), whose
+    last records of a backlog wait until the input has been at its end for ``flush_s`` (the watermark's idle
+    wait, PSEUDO_PARTITION_IDLE_S): that wait is taken off likewise."""
+    ingest = [
+        max(a, b - flush_s) if topic in flush_topics else b
+        for topic, (a, b) in per_topic.items()
+        if topic not in stage_topics
+    ]
     stage = [b for topic, (_, b) in per_topic.items() if topic in stage_topics]
     first = min(a for a, _ in per_topic.values())
     return Span(
@@ -521,7 +533,11 @@ class Run:
         if not per_topic:
             raise SystemFailed(f"{system}: no output at all")
         stage_topics = {topics["analytics"], topics["aggregates"]} if releasing else set()
-        span = measured_window(per_topic, stage_topics, idle_s)
+        # The detector's last alerts and state of a backlog wait for its input to be idle (transforms/event_time.py).
+        flush_topics = (
+            frozenset({topics["abuse"], f"{app}-detector-state-changelog"}) if system == "product" else frozenset()
+        )
+        span = measured_window(per_topic, stage_topics, idle_s, flush_topics, Settings().partition_idle_s)
         first, last = span.first, span.last
         window = span.end - first
         count = sum(n for tp, n in ends.items() if tp.topic in outputs)

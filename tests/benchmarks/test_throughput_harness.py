@@ -302,3 +302,11 @@ def test_quietest_stretch_finds_the_idle_wait_between_two_bursts() -> None:
     assert quietest_stretch(cpu_at, 9.0, 16.0, 5.0) == pytest.approx(0.05)
     assert quietest_stretch(cpu_at, 10.0, 15.0, 5.0) == pytest.approx(0.05)  # the range is the wait itself
     assert quietest_stretch(cpu_at, 0.0, 4.0, 5.0) == pytest.approx(4.0)  # shorter than the wait: all of it
+
+
+def test_measured_window_takes_the_detectors_idle_wait_off_too() -> None:
+    """A backlog's last alerts wait for the input to be idle (the watermark); that wait is not work."""
+    per_topic = {"analytics": (10.0, 12.0), "abuse": (10.0, 13.5), "changelog": (10.1, 13.6)}
+    span = measured_window(per_topic, set(), 0.0, frozenset({"abuse", "changelog"}), 1.0)
+    assert span.ingest_end == pytest.approx(12.6)
+    assert span.last == 13.6  # CPU is still counted to the very last output
