@@ -40,10 +40,9 @@ def kill_in_backlog_then_rebalance(ctx: Context) -> None:
 
 @pytest.fixture(scope="module")
 def result(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    # Keyed by client address: each source's records in one partition. Records of one second (syslog's resolution)
-    # from one source in several partitions reach the detector in an order that depends on the partitioning, and
-    # the detector applies equal event times in arrival order: an alert's count can then differ by one from the
-    # file mode's even without a fault (benchmarks.faults, keyless, reports it as alerts_recounted).
+    # Keyed by client address: each source's records in one partition, as a shipper keying by host writes them. The
+    # keyless case (records of one second from one source in several partitions) is the campaign's
+    # (benchmarks.faults reports alerts_recounted; equal event times are applied in one canonical order).
     scenario = Scenario("short", BACKLOG, kill_in_backlog_then_rebalance, tail_s=3, workers=2, keyed=True)
     work: Path = tmp_path_factory.mktemp("faults")
     outcome = run_scenario(kafka_bootstrap, scenario, rate=RATE, seed=3, work=work)
