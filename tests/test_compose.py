@@ -219,7 +219,10 @@ def secure_script_properties() -> dict[str, str]:
     Values holding a shell variable (ports, paths, passwords) are left out; escaped dollars are literal.
     """
     script = (ROOT / "scripts" / "kafka.sh").read_text()
-    secure_part = script[script.index('if [ "$secure" = 1 ]') :]
+    start = script.index('if [ "$secure" = 1 ]')
+    # Up to the cluster mode's functions: they write a cluster node's properties, which are not the secure broker's.
+    end = script.find("# --- cluster mode", start)
+    secure_part = script[start : end if end >= 0 else len(script)]
     properties = {}
     for key, value in re.findall(r"^([a-z][a-z0-9._-]*)=(.*)$", secure_part, re.MULTILINE):
         properties[key] = value
