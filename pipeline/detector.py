@@ -197,14 +197,15 @@ class StreamDetector:
             if owner is None or key in changes:
                 continue
             name(owner)
-            state = orjson.loads(stored)
+            state = loaded = orjson.loads(stored)
             watermark = self._watermark(partition)
             if watermark is not None:
                 state, fired = self._ordered.release(key.decode(), state, watermark, tally)
                 alerts.extend((key, alert) for alert in fired)
                 if state is not None:
                     state = self._ordered.expire(state, watermark)
-                changes[key] = (partition, state)
+                if fired or state != loaded:  # an unchanged state is not written again
+                    changes[key] = (partition, state)
             self._due.setdefault(partition, DueSubjects()).push(key, OrderedDetector.earliest(state))
 
     def _count(self, tally: Tally) -> None:
