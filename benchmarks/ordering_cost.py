@@ -25,7 +25,7 @@ from benchmarks.chunked_replay import input_records
 from config.settings import Settings
 from pipeline.keystore import write_keyring
 from pipeline.runtime import build_runtime
-from transforms.event_time import DueSubjects, OrderedDetector, Tally
+from transforms.event_time import OrderedDetector, SubjectTable, Tally
 from transforms.keyring import generate_keyring
 from transforms.model import Observation
 
@@ -59,21 +59,14 @@ def main(argv: list[str] | None = None) -> int:
                 states[subject] = state
 
     def ordered() -> None:
-        core = OrderedDetector(detector, max_buffered=10_000, replay_horizon_s=3600)
-        tally, due, states, latest = Tally(), DueSubjects(), {}, -1e18
+        table = SubjectTable(OrderedDetector(detector, max_buffered=10_000, replay_horizon_s=3600))
+        tally, latest = Tally(), -1e18
         for start in range(0, len(rows), POLL):
             for offset, (subject, row) in enumerate(rows[start : start + POLL], start):
-                states[subject] = state = core.accept(states.get(subject), [(0, offset, row)], tally)
-                due.push(subject, core.earliest(state))
+                table.accept(subject, [(0, offset, row)], tally)
                 latest = max(latest, row[0])
-            for watermark in (latest - 5, *((float("inf"),) if start + POLL >= len(rows) else ())):
-                for subject in due.due(watermark):
-                    kept, _ = core.release(subject, states[subject], watermark, tally)
-                    if kept is None:
-                        del states[subject]
-                    else:
-                        states[subject] = kept
-                        due.push(subject, core.earliest(kept))
+            table.release(latest - 5, tally)
+        table.release(float("inf"), tally)
 
     def cost(run: Callable[[], None]) -> float:
         times = []

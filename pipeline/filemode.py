@@ -17,14 +17,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
 from pipeline.metrics import RouteCounters
 from pipeline.routing import OUTPUTS, Output, Source, alert_with_id, closed_window_messages, route_record
 from pipeline.runtime import Runtime
-from transforms.event_time import DueSubjects, OrderedDetector, Tally
+from transforms.event_time import OrderedDetector, SubjectTable, Tally
 from transforms.release import ClosedWindow, ReleaseRow, ReleaseStage
 
 
@@ -59,18 +59,19 @@ def process_files(
     # The stream keeps detector state in a table keyed by subject; here a dict plays that part. The same
     # ordered core as the stream's (transforms/event_time.py): observations are applied in event-time order
     # once the watermark, the latest event time read less the allowed disorder, has passed them.
-    states: dict[str, dict[str, Any]] = {}
     settings = runtime.settings
-    ordered = (
-        OrderedDetector(
-            detector,
-            max_buffered=settings.detector_max_buffered,
-            replay_horizon_s=settings.detector_replay_horizon_s,
+    table = (
+        SubjectTable(
+            OrderedDetector(
+                detector,
+                max_buffered=settings.detector_max_buffered,
+                replay_horizon_s=settings.detector_replay_horizon_s,
+            )
         )
         if detector is not None
         else None
     )
-    due, tally, latest = DueSubjects(), Tally(), -math.inf
+    tally, latest = Tally(), -math.inf
     analytics_policy = runtime.policy.analytics
     stage = (
         ReleaseStage(analytics_policy.release, analytics_policy.aggregates, event_ids=event_ids)
@@ -86,16 +87,9 @@ def process_files(
         abuse = files[Output.ABUSE]
 
         def release(watermark: float) -> None:
-            assert ordered is not None
-            for subject in due.due(watermark):
-                state, alerts = ordered.release(subject, states[subject], watermark, tally)
-                if state is None:
-                    del states[subject]
-                else:
-                    states[subject] = state
-                    due.push(subject, ordered.earliest(state))
-                for alert in alerts:
-                    abuse.write(dumps(alert_with_id(alert, event_ids)) + b"\n")
+            assert table is not None
+            for alert in table.release(watermark, tally):
+                abuse.write(dumps(alert_with_id(alert, event_ids)) + b"\n")
 
         def write_closed(windows: list[ClosedWindow]) -> None:
             for window in windows:
@@ -118,15 +112,13 @@ def process_files(
                 files[output].write(value + b"\n")
             if stage is not None:
                 write_closed(stage.close_due())
-            if ordered is not None and routed.outcome.observations:
+            if table is not None and routed.outcome.observations:
                 for observation in routed.outcome.observations:
-                    subject, row = observation.subject, observation.to_row()
-                    states[subject] = state = ordered.accept(states.get(subject), [(None, None, row)], tally)
-                    due.push(subject, ordered.earliest(state))
+                    table.accept(observation.subject, [(None, None, observation.to_row())], tally)
                     if observation.timed and math.isfinite(observation.time):
                         latest = max(latest, observation.time)  # only records' own times move event time on
                 release(latest - settings.event_time_disorder_s)
-        if ordered is not None:
+        if table is not None:
             release(math.inf)  # the end of the input: everything read is final
             counters.alerts += tally.alerts
             counters.detector_failures += tally.failed

@@ -399,25 +399,17 @@ class BatchIngest(Service):
         log.warning(
             "ingest: outputs not delivered (%s); reading again from the committed offsets", type(cause).__name__
         )
-        consumer, delay = self._consumer, 0.5
-        while not self.should_stop:
-            try:
-                if self._transactions is None:
-                    self._producer = await kafka_clients.replace_producer(
-                        self._producer, lambda: kafka_clients.batch_producer(self._settings, self._client_id)
-                    )
-                for tp in consumer.assignment():
-                    committed = await consumer.committed(tp)
-                    if committed is None:
-                        await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" would
-                    else:
-                        consumer.seek(tp, committed)
-                    self._next_offsets.pop(tp, None)
-                break
-            except Exception as exc:  # the broker still away: try again
-                log.warning("ingest: cannot rewind yet (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        consumer = self._consumer
+
+        async def rewind() -> None:
+            if self._transactions is None:
+                self._producer = await kafka_clients.replace_producer(
+                    self._producer, lambda: kafka_clients.batch_producer(self._settings, self._client_id)
+                )
+            for tp in await kafka_clients.seek_to_committed(consumer):
+                self._next_offsets.pop(tp, None)
+
+        await kafka_clients.until_done(rewind, stopping=lambda: self.should_stop, what="ingest: rewind")
         if self._transactions is not None:
             self._transactions.recover()
 

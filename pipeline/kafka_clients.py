@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -20,6 +21,8 @@ from aiokafka.helpers import create_ssl_context
 
 from config.settings import KafkaConnection, Settings
 from transforms.errors import ConfigError
+
+log = logging.getLogger("pseudonymizer.kafka")
 
 
 def _secret(path: Any) -> str:
@@ -191,3 +194,29 @@ async def replace_producer(old: AIOKafkaProducer | None, make: Callable[[], AIOK
             await producer.stop()
         raise
     return producer
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer) -> list[Any]:
+    """Every assigned partition back to its committed offset (to its beginning without one, as
+    auto_offset_reset="earliest" would); the partitions."""
+    assigned = list(consumer.assignment())
+    for tp in assigned:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+    return assigned
+
+
+async def until_done(step: Callable[[], Awaitable[None]], *, stopping: Callable[[], bool], what: str) -> None:
+    """Run ``step`` until it succeeds or the service stops, backing off from 0.5 to 10 s while the broker is away."""
+    delay = 0.5
+    while not stopping():
+        try:
+            await step()
+            return
+        except Exception as exc:
+            log.warning("%s: not yet (%s); retrying", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

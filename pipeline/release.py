@@ -296,27 +296,18 @@ class ReleaseService(Service):
     async def _reread(self, *, renew: bool) -> None:
         """Seek every partition back to its committed offset and forget its windows (they are rebuilt from the rows
         read again); ``renew``: on a new producer first. Retried while the broker is away."""
-        assert self._consumer is not None
-        consumer, delay = self._consumer, 0.5
-        while not self.should_stop:
-            try:
-                if renew:
-                    self._producer = await kafka_clients.replace_producer(
-                        self._producer, lambda: kafka_clients.batch_producer(self._settings, self.group_id)
-                    )
-                    renew = False
-                for tp in consumer.assignment():
-                    committed = await consumer.committed(tp)
-                    if committed is None:
-                        await consumer.seek_to_beginning(tp)
-                    else:
-                        consumer.seek(tp, committed)
-                self._partitions.clear()
-                return
-            except Exception as exc:
-                log.warning("release: cannot read again yet (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        consumer = self._consumer
+        assert consumer is not None
+
+        async def reread() -> None:
+            if renew:
+                self._producer = await kafka_clients.replace_producer(
+                    self._producer, lambda: kafka_clients.batch_producer(self._settings, self.group_id)
+                )
+            await kafka_clients.seek_to_committed(consumer)
+            self._partitions.clear()
+
+        await kafka_clients.until_done(reread, stopping=lambda: self.should_stop, what="release: read again")
 
     async def _input_drained(self, now: float) -> bool:
         """Whether the ingest has read and committed the whole input topic: only then is a quiet release topic

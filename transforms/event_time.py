@@ -50,7 +50,7 @@ import orjson
 from transforms.detect import Detector
 from transforms.model import Observation
 
-__all__ = ["DueSubjects", "Lateness", "OrderedDetector", "PartitionClocks", "Tally", "WriterWatermarks"]
+__all__ = ["DueSubjects", "Lateness", "OrderedDetector", "PartitionClocks", "SubjectTable", "Tally", "WriterWatermarks"]
 
 Row = list[Any]  # Observation.to_row(): the event time first
 Entry = tuple[int | None, int | None, Row]  # (input partition, input offset, row); no position in the file mode
@@ -357,3 +357,30 @@ class DueSubjects:
         while heap and heap[0][0] <= watermark:
             seen[heapq.heappop(heap)[1]] = None
         return list(seen)
+
+
+class SubjectTable:
+    """Subjects' states in a dict with the index of what they buffer: the file mode's stand-in for the stream's
+    changelogged table (pipeline/detector.py keeps the same index over its store)."""
+
+    def __init__(self, ordered: OrderedDetector) -> None:
+        self._ordered = ordered
+        self._states: dict[str, dict[str, Any]] = {}
+        self._due = DueSubjects()
+
+    def accept(self, subject: str, entries: Iterable[Entry], tally: Tally) -> None:
+        self._states[subject] = state = self._ordered.accept(self._states.get(subject), entries, tally)
+        self._due.push(subject, OrderedDetector.earliest(state))
+
+    def release(self, watermark: float, tally: Tally) -> list[dict[str, Any]]:
+        """Apply what the watermark has passed, subject by subject; the alerts, drained subjects dropped."""
+        alerts: list[dict[str, Any]] = []
+        for subject in self._due.due(watermark):
+            state, fired = self._ordered.release(subject, self._states[subject], watermark, tally)
+            if state is None:
+                del self._states[subject]
+            else:
+                self._states[subject] = state
+                self._due.push(subject, OrderedDetector.earliest(state))
+            alerts += fired
+        return alerts
